@@ -1,0 +1,86 @@
+//! β schedules of the forward diffusion chain and the cumulative products ᾱ_t.
+
+use serde::{Deserialize, Serialize};
+
+/// How β_t grows over t = 1..T (Diffusion-GAN Appendix G uses `Linear`; the others are the
+/// alternatives of the official code, kept for experiments).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BetaSchedule {
+    /// β_t linear from `beta_start` to `beta_end` (Ho et al. 2020; the paper's choice).
+    #[default]
+    Linear,
+    /// √β_t linear from √beta_start to √beta_end.
+    Quadratic,
+    /// Nichol & Dhariwal (2021) cosine schedule, β clipped to 0.999; ignores beta_start/end.
+    Cosine,
+}
+
+impl BetaSchedule {
+    /// β_1..β_T for a chain of `t_max` steps (index 0 holds β_1). `t_max` ≥ 1.
+    pub fn betas(self, beta_start: f64, beta_end: f64, t_max: usize) -> Vec<f64> {
+        let lin = |a: f64, b: f64, i: usize| {
+            if t_max == 1 {
+                a
+            } else {
+                a + (b - a) * i as f64 / (t_max - 1) as f64
+            }
+        };
+        match self {
+            BetaSchedule::Linear => (0..t_max).map(|i| lin(beta_start, beta_end, i)).collect(),
+            BetaSchedule::Quadratic => (0..t_max)
+                .map(|i| lin(beta_start.sqrt(), beta_end.sqrt(), i).powi(2))
+                .collect(),
+            BetaSchedule::Cosine => {
+                let s = 0.008;
+                let f = |t: f64| {
+                    (((t / t_max as f64) + s) / (1.0 + s) * std::f64::consts::FRAC_PI_2)
+                        .cos()
+                        .powi(2)
+                };
+                (1..=t_max)
+                    .map(|t| (1.0 - f(t as f64) / f(t as f64 - 1.0)).clamp(0.0, 0.999))
+                    .collect()
+            }
+        }
+    }
+}
+
+/// ᾱ_0..ᾱ_T with ᾱ_0 = 1 (no noise at t = 0) and ᾱ_t = Π_{s≤t} (1 − β_s).
+pub fn alphas_bar(betas: &[f64]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(betas.len() + 1);
+    let mut acc = 1.0;
+    out.push(acc);
+    for b in betas {
+        acc *= 1.0 - b;
+        out.push(acc);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linear_endpoints_and_alpha_bar() {
+        let b = BetaSchedule::Linear.betas(1e-4, 0.02, 1000);
+        assert_eq!(b.len(), 1000);
+        assert!((b[0] - 1e-4).abs() < 1e-15 && (b[999] - 0.02).abs() < 1e-15);
+        let ab = alphas_bar(&b);
+        assert_eq!(ab[0], 1.0);
+        assert!(ab.windows(2).all(|w| w[1] < w[0]));
+        // Closed form: log ᾱ_T = Σ log(1-β_t); with Σβ = 1000·(1e-4+0.02)/2 = 10.05 and
+        // log(1-β) ≈ -β - β²/2, ᾱ_1000 ≈ 4.0e-5 (DDPM's well-known value); 5% tolerance.
+        assert!((ab[1000] / 4.04e-5 - 1.0).abs() < 0.05, "{}", ab[1000]);
+    }
+
+    #[test]
+    fn other_schedules_are_valid() {
+        for s in [BetaSchedule::Quadratic, BetaSchedule::Cosine] {
+            let b = s.betas(1e-4, 0.02, 50);
+            assert!(b.iter().all(|x| *x > 0.0 && *x < 1.0), "{s:?}");
+        }
+        assert_eq!(BetaSchedule::Linear.betas(1e-4, 0.02, 1), vec![1e-4]);
+    }
+}

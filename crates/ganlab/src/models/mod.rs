@@ -1,0 +1,21 @@
+//! Generator and discriminator families. Each family is a config with `init` and a
+//! generator and discriminator implementing [`Generator`] and [`Discriminator`], so the
+//! trainer runs any of them unchanged.
+
+pub mod mlp;
+
+use tch::Tensor;
+
+/// G(z[, c]) → x.
+pub trait Generator: std::fmt::Debug {
+    /// Maps latent codes [n, latent_dim] to samples [n, ...].
+    fn forward(&self, z: &Tensor) -> Tensor;
+    /// Dimension of z.
+    fn latent_dim(&self) -> i64;
+}
+
+/// D(y, t[, c]) → one raw score per sample ([n, 1]).
+pub trait Discriminator: std::fmt::Debug {
+    /// Scores samples `y` [n, ...] at diffusion steps `t` [n] (Int64; 0 = clean).
+    fn forward(&self, y: &Tensor, t: &Tensor) -> Tensor;
+}

@@ -1,0 +1,712 @@
+//! The trainer: Algorithm 1 of Diffusion-GAN, which is the ordinary GAN loop when the
+//! diffusion stage is disabled. It never branches on the objective, the model or the
+//! augment stage: each is a value chosen by the config.
+//!
+//! One step (a generator update):
+//! 1. Reseed libtorch's generator from (seed, step) so a resumed run draws exactly the
+//!    same data, noise and ε as an uninterrupted one.
+//! 2. `n_critic` times: x ~ data, x_g = G(z); t ~ t_epl (one list for both);
+//!    y = q(y|x,t), y_g = q(y|x_g,t); D minimises the objective; optional weight clipping;
+//!    the signs of D on real data go to the diffusion controller.
+//! 3. G minimises the objective on D(q(y|G(z),t), t) with a fresh z and t.
+//! 4. Every `ada_interval` steps the controller updates T (eq. 5) and t_epl.
+
+pub mod checkpoint;
+pub mod config;
+pub mod optim;
+pub mod progress;
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device, Kind, Tensor};
+
+pub use config::{
+    DataConfig, DataSource, ModelConfig, ModelFamily, OptimConfig, RunConfig, TrainConfig,
+};
+pub use optim::{FlatOptimizer, OptimizerConfig, OptimizerKind};
+pub use progress::{Progress, ProgressBar, Silent};
+
+use crate::data::{Sampler, Toy2d};
+use crate::diffusion::Diffusion;
+use crate::error::{GanError, IoContext, Result};
+use crate::metrics::{mode_stats, ModeStats};
+use crate::models::{Discriminator, Generator};
+use crate::objectives::Objective;
+use crate::rng::mix64;
+
+/// Parses "auto", "cpu", "cuda" or "cuda:N".
+pub fn parse_device(s: &str) -> Result<Device> {
+    let bad = || {
+        GanError::config(
+            "run.device",
+            format!("must be \"auto\", \"cpu\", \"cuda\" or \"cuda:N\", got {s:?}"),
+        )
+    };
+    match s {
+        "auto" => Ok(Device::cuda_if_available()),
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Ok(Device::Cuda(0)),
+        _ => s
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse().ok())
+            .map(Device::Cuda)
+            .ok_or_else(bad),
+    }
+}
+
+/// Resolves a device and checks it exists.
+pub fn resolve_device(s: &str) -> Result<Device> {
+    let d = parse_device(s)?;
+    if let Device::Cuda(i) = d {
+        if !tch::Cuda::is_available() || i >= tch::Cuda::device_count() as usize {
+            return Err(GanError::config(
+                "run.device",
+                format!("{s:?} requested but no such CUDA device is available"),
+            ));
+        }
+    }
+    Ok(d)
+}
+
+/// The seed of libtorch's generator at `step` (independent streams per step).
+pub fn step_seed(seed: u64, step: u64) -> i64 {
+    (mix64(seed ^ mix64(step.wrapping_add(0x5EED))) >> 1) as i64
+}
+
+/// Scalars of one step, as logged to metrics.jsonl.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepStats {
+    /// Generator updates completed.
+    pub step: u64,
+    /// Discriminator loss (last critic step).
+    pub loss_d: f64,
+    /// Generator loss.
+    pub loss_g: f64,
+    /// Current maximum diffusion step T.
+    #[serde(rename = "T")]
+    pub t_max: usize,
+    /// Accumulator p.
+    pub p: f64,
+    /// Last r_d (null before the first update).
+    pub r_d: Option<f64>,
+    /// Mean D score on (diffused) real data.
+    pub d_real: f64,
+    /// Mean D score on (diffused) generated data.
+    pub d_fake: f64,
+    /// Seconds since the run started (this process).
+    pub wall_s: f64,
+}
+
+/// What `summary.json` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Steps trained.
+    pub steps: u64,
+    /// Final maximum diffusion step T.
+    #[serde(rename = "final_T")]
+    pub final_t: usize,
+    /// Modes holding enough high-quality samples (2-D sets with modes).
+    pub modes_covered: Option<usize>,
+    /// Number of modes of the data.
+    pub n_modes: Option<usize>,
+    /// Fraction of samples within 3σ of a centre.
+    pub high_quality_fraction: Option<f64>,
+    /// KL(mode histogram ‖ uniform).
+    pub mode_kl: Option<f64>,
+    /// Samples the statistics were computed from.
+    pub eval_samples: i64,
+    /// Wall-clock seconds of this process's training.
+    pub train_seconds: f64,
+    /// Device used.
+    pub device: String,
+}
+
+/// A training run bound to a run directory.
+pub struct Trainer {
+    cfg: TrainConfig,
+    dir: PathBuf,
+    device: Device,
+    g_vs: nn::VarStore,
+    d_vs: nn::VarStore,
+    g: Box<dyn Generator>,
+    d: Box<dyn Discriminator>,
+    opt_g: FlatOptimizer,
+    opt_d: FlatOptimizer,
+    objective: Objective,
+    diffusion: Diffusion,
+    data: Box<dyn Sampler>,
+    toy: Option<Toy2d>,
+    step: u64,
+    history: Vec<StepStats>,
+    mode_history: Vec<(u64, ModeStats)>,
+    started: Instant,
+}
+
+impl std::fmt::Debug for Trainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("dir", &self.dir)
+            .field("step", &self.step)
+            .finish()
+    }
+}
+
+/// Creates `dir` for a new run; refuses a non-empty existing directory (nothing a user
+/// wrote is overwritten).
+pub fn create_run_dir(dir: &Path) -> Result<()> {
+    if dir.exists() && std::fs::read_dir(dir).at(dir)?.next().is_some() {
+        return Err(GanError::Input(format!(
+            "run directory {} already exists and is not empty; pass a new --out or continue it with --resume {}",
+            dir.display(),
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir.join("checkpoints")).at(dir)?;
+    Ok(())
+}
+
+impl Trainer {
+    /// Starts a new run in `dir` (created; must not hold anything yet).
+    pub fn new(cfg: TrainConfig, dir: &Path) -> Result<Self> {
+        cfg.validate()?;
+        let toy = Toy2d::new(cfg.data.toy2d.clone());
+        Self::with_sampler(cfg, dir, Box::new(toy))
+    }
+
+    /// Starts a new run with a caller-supplied data sampler (the config's data section is
+    /// still used for metrics).
+    pub fn with_sampler(cfg: TrainConfig, dir: &Path, data: Box<dyn Sampler>) -> Result<Self> {
+        cfg.validate()?;
+        create_run_dir(dir)?;
+        let t = Self::build(cfg, dir, data)?;
+        checkpoint::write_atomic(&dir.join("config.toml"), t.cfg.to_toml().as_bytes())?;
+        // metrics.jsonl starts empty.
+        checkpoint::write_atomic(&dir.join("metrics.jsonl"), b"")?;
+        Ok(t)
+    }
+
+    fn build(cfg: TrainConfig, dir: &Path, data: Box<dyn Sampler>) -> Result<Self> {
+        let device = resolve_device(&cfg.run.device)?;
+        tch::manual_seed(step_seed(cfg.run.seed, u64::MAX));
+        let g_vs = nn::VarStore::new(device);
+        let d_vs = nn::VarStore::new(device);
+        let (g, d): (Box<dyn Generator>, Box<dyn Discriminator>) = match cfg.model.family {
+            ModelFamily::Mlp => (
+                Box::new(cfg.model.mlp.init_generator(g_vs.root())),
+                Box::new(cfg.model.mlp.init_discriminator(d_vs.root())),
+            ),
+        };
+        let opt_g = FlatOptimizer::new(cfg.optim.g.clone(), g_vs.trainable_variables())?;
+        let opt_d = FlatOptimizer::new(cfg.optim.d.clone(), d_vs.trainable_variables())?;
+        let objective = Objective::new(cfg.objective.clone())?;
+        let diffusion = Diffusion::new(cfg.diffusion.clone(), mix64(cfg.run.seed ^ 0xD1FF));
+        let toy = match cfg.data.source {
+            DataSource::Toy2d => Some(Toy2d::new(cfg.data.toy2d.clone())),
+        };
+        Ok(Self {
+            cfg,
+            dir: dir.to_path_buf(),
+            device,
+            g_vs,
+            d_vs,
+            g,
+            d,
+            opt_g,
+            opt_d,
+            objective,
+            diffusion,
+            data,
+            toy,
+            step: 0,
+            history: Vec::new(),
+            mode_history: Vec::new(),
+            started: Instant::now(),
+        })
+    }
+
+    /// Continues the run in `dir` from its newest checkpoint; `steps` (if given) replaces
+    /// the step budget, e.g. to train longer. metrics.jsonl lines after the checkpoint
+    /// (from a run that died after it) are dropped so the log matches the weights.
+    pub fn resume(dir: &Path, steps: Option<u64>) -> Result<Self> {
+        let cfg_path = dir.join("config.toml");
+        if !cfg_path.exists() {
+            return Err(GanError::Input(format!(
+                "{} is not a ganlab run directory (no config.toml)",
+                dir.display()
+            )));
+        }
+        let mut cfg = TrainConfig::load(&cfg_path)?;
+        if let Some(s) = steps {
+            cfg.run.steps = s;
+            cfg.validate()?;
+        }
+        let toy = Toy2d::new(cfg.data.toy2d.clone());
+        let mut t = Self::build(cfg, dir, Box::new(toy))?;
+        let (state, tensors) = checkpoint::load(&dir.join("checkpoints"))?;
+        t.load_weights(&tensors)?;
+        t.opt_g.load_state("opt_g", &tensors, state.opt_g_steps)?;
+        t.opt_d.load_state("opt_d", &tensors, state.opt_d_steps)?;
+        t.diffusion = Diffusion::restore(t.cfg.diffusion.clone(), state.diffusion);
+        t.step = state.step;
+        let metrics = dir.join("metrics.jsonl");
+        let kept: Vec<StepStats> = std::fs::read_to_string(&metrics)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<StepStats>(l).ok())
+            .filter(|s| s.step <= state.step)
+            .collect();
+        let text: String = kept
+            .iter()
+            .map(|s| serde_json::to_string(s).unwrap_or_default() + "\n")
+            .collect();
+        checkpoint::write_atomic(&metrics, text.as_bytes())?;
+        t.history = kept;
+        if steps.is_some() {
+            checkpoint::write_atomic(&dir.join("config.toml"), t.cfg.to_toml().as_bytes())?;
+        }
+        Ok(t)
+    }
+
+    /// Loads G and D weights from named tensors ("g.*", "d.*").
+    fn load_weights(&mut self, tensors: &[(String, Tensor)]) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        for (prefix, vs) in [("g", &self.g_vs), ("d", &self.d_vs)] {
+            for (name, mut var) in vs.variables() {
+                let key = format!("{prefix}.{name}");
+                let src = tensors
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, t)| t)
+                    .ok_or_else(|| GanError::Checkpoint {
+                        path: self.dir.join("checkpoints"),
+                        message: format!(
+                            "missing tensor `{key}` (was it written by a different model config?)"
+                        ),
+                    })?;
+                if src.size() != var.size() {
+                    return Err(GanError::Checkpoint {
+                        path: self.dir.join("checkpoints"),
+                        message: format!(
+                            "tensor `{key}` has shape {:?}, the model needs {:?}",
+                            src.size(),
+                            var.size()
+                        ),
+                    });
+                }
+                var.copy_(&src.to_device(self.device));
+            }
+        }
+        Ok(())
+    }
+
+    /// The resolved config.
+    pub fn config(&self) -> &TrainConfig {
+        &self.cfg
+    }
+
+    /// Generator updates done.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// The diffusion stage.
+    pub fn diffusion(&self) -> &Diffusion {
+        &self.diffusion
+    }
+
+    /// Logged statistics so far.
+    pub fn history(&self) -> &[StepStats] {
+        &self.history
+    }
+
+    /// Mode statistics evaluated during training (2-D sets with modes).
+    pub fn mode_history(&self) -> &[(u64, ModeStats)] {
+        &self.mode_history
+    }
+
+    /// Named copies of all generator weights ("g.*"), e.g. to compare two runs.
+    pub fn generator_weights(&self) -> Vec<(String, Tensor)> {
+        let mut v: Vec<_> = self
+            .g_vs
+            .variables()
+            .into_iter()
+            .map(|(k, t)| (format!("g.{k}"), t.detach().copy()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// `n` generator samples from latent codes seeded by `seed` (no gradient).
+    pub fn sample(&self, n: i64, seed: u64) -> Tensor {
+        let _guard = tch::no_grad_guard();
+        tch::manual_seed(step_seed(seed, u64::MAX - 1));
+        let z = Tensor::randn([n, self.g.latent_dim()], (Kind::Float, self.device));
+        self.g.forward(&z)
+    }
+
+    /// One generator update (and its `n_critic` discriminator updates).
+    pub fn train_step(&mut self) -> Result<StepStats> {
+        let step = self.step + 1;
+        tch::manual_seed(step_seed(self.cfg.run.seed, step));
+        let m = self.cfg.run.batch_size;
+        let dev = self.device;
+        let zdim = self.g.latent_dim();
+        let mut d_stats = (
+            Tensor::zeros([], (Kind::Float, dev)),
+            Tensor::zeros([], (Kind::Float, dev)),
+            Tensor::zeros([], (Kind::Float, dev)),
+        );
+        // Step I: discriminator.
+        self.opt_g.set_requires_grad(false);
+        for _ in 0..self.objective.n_critic() {
+            let x = self.data.sample(m, dev)?;
+            let xg = self
+                .g
+                .forward(&Tensor::randn([m, zdim], (Kind::Float, dev)));
+            let t = self.diffusion.sample_t(m as usize);
+            let t_dev = Diffusion::t_tensor(&t, dev);
+            let y = self.diffusion.diffuse(&x, &t)?;
+            let yg = self.diffusion.diffuse(&xg, &t)?;
+            let real = self.d.forward(&y, &t_dev);
+            let fake = self.d.forward(&yg, &t_dev);
+            let loss_d = self.objective.d_loss(&real, &fake);
+            self.opt_d.zero_grad();
+            loss_d.backward();
+            self.opt_d.step();
+            if let Some(c) = self.objective.clip() {
+                self.opt_d.clip(c);
+            }
+            let signs = self
+                .objective
+                .real_signs(&real.detach())
+                .sum(Kind::Float)
+                .double_value(&[]);
+            self.diffusion.observe_real(signs, m as u64);
+            d_stats = (
+                loss_d.detach(),
+                self.objective.d_score(&real.detach()).mean(Kind::Float),
+                self.objective.d_score(&fake.detach()).mean(Kind::Float),
+            );
+        }
+        self.opt_g.set_requires_grad(true);
+        // Step II: generator (D's parameters need no gradient).
+        self.opt_d.set_requires_grad(false);
+        let xg = self
+            .g
+            .forward(&Tensor::randn([m, zdim], (Kind::Float, dev)));
+        let t = self.diffusion.sample_t(m as usize);
+        let yg = self.diffusion.diffuse(&xg, &t)?;
+        let loss_g = self
+            .objective
+            .g_loss(&self.d.forward(&yg, &Diffusion::t_tensor(&t, dev)));
+        self.opt_g.zero_grad();
+        loss_g.backward();
+        self.opt_g.step();
+        self.opt_d.set_requires_grad(true);
+        // Step III: diffusion.
+        self.diffusion.end_minibatch(m as usize);
+        self.step = step;
+        let (loss_d, loss_g) = (d_stats.0.double_value(&[]), loss_g.double_value(&[]));
+        for (what, v) in [("discriminator loss", loss_d), ("generator loss", loss_g)] {
+            if !v.is_finite() {
+                return Err(GanError::NonFinite {
+                    what: what.into(),
+                    step,
+                    value: v,
+                    checkpoint_dir: self.dir.join("checkpoints"),
+                });
+            }
+        }
+        Ok(StepStats {
+            step,
+            loss_d,
+            loss_g,
+            t_max: self.diffusion.t_cur(),
+            p: self.diffusion.p(),
+            r_d: self.diffusion.last_r_d(),
+            d_real: d_stats.1.double_value(&[]),
+            d_fake: d_stats.2.double_value(&[]),
+            wall_s: self.started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Writes a checkpoint for the current step.
+    pub fn save_checkpoint(&self) -> Result<()> {
+        let mut tensors = Vec::new();
+        for (prefix, vs) in [("g", &self.g_vs), ("d", &self.d_vs)] {
+            for (k, t) in vs.variables() {
+                tensors.push((format!("{prefix}.{k}"), t.detach().copy()));
+            }
+        }
+        tensors.extend(self.opt_g.state_tensors("opt_g"));
+        tensors.extend(self.opt_d.state_tensors("opt_d"));
+        let state = checkpoint::CheckpointState {
+            step: self.step,
+            tensors: format!("step-{}.safetensors", self.step),
+            opt_g_steps: self.opt_g.steps(),
+            opt_d_steps: self.opt_d.steps(),
+            diffusion: self.diffusion.state().clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        };
+        checkpoint::save(
+            &self.dir.join("checkpoints"),
+            &state,
+            &tensors,
+            self.cfg.run.keep_checkpoints,
+        )
+    }
+
+    fn evaluate_modes(&self) -> Result<Option<ModeStats>> {
+        match &self.toy {
+            Some(toy) if !toy.centres().is_empty() => {
+                let x = self.sample(self.cfg.run.eval_samples, self.cfg.run.seed);
+                Ok(Some(mode_stats(&x, toy.centres(), toy.std(), 0)?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Trains until the step budget, logging, checkpointing and reporting; returns the
+    /// summary also written to summary.json. On a NaN/inf loss it stops with
+    /// [`GanError::NonFinite`], leaving the last good checkpoint in place.
+    pub fn run(&mut self, progress: &mut dyn Progress) -> Result<Summary> {
+        let total = self.cfg.run.steps;
+        let metrics_path = self.dir.join("metrics.jsonl");
+        let mut metrics = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&metrics_path)
+            .at(&metrics_path)?;
+        self.started = Instant::now();
+        while self.step < total {
+            let s = self.train_step()?;
+            let step = s.step;
+            if step % self.cfg.run.log_every == 0 || step == total {
+                writeln!(metrics, "{}", serde_json::to_string(&s)?).at(&metrics_path)?;
+                self.history.push(s.clone());
+            }
+            if step % self.cfg.run.eval_every == 0 || step == total {
+                if let Some(ms) = self.evaluate_modes()? {
+                    self.mode_history.push((step, ms));
+                }
+            }
+            if step % self.cfg.run.checkpoint_every == 0 || step == total {
+                metrics.flush().at(&metrics_path)?;
+                self.save_checkpoint()?;
+            }
+            progress.update(
+                step,
+                total,
+                &format!(
+                    "T={} loss_d={:.3} loss_g={:.3}",
+                    s.t_max, s.loss_d, s.loss_g
+                ),
+            );
+        }
+        progress.finish();
+        let train_seconds = self.started.elapsed().as_secs_f64();
+        self.write_outputs(train_seconds)
+    }
+
+    /// Writes summary.json, the sample scatter plot and report.html.
+    pub fn write_outputs(&self, train_seconds: f64) -> Result<Summary> {
+        let modes = self.evaluate_modes()?;
+        let summary = Summary {
+            steps: self.step,
+            final_t: self.diffusion.t_cur(),
+            modes_covered: modes.as_ref().map(|m| m.modes_covered),
+            n_modes: modes.as_ref().map(|m| m.n_modes),
+            high_quality_fraction: modes.as_ref().map(|m| m.high_quality_fraction),
+            mode_kl: modes.as_ref().map(|m| m.mode_kl),
+            eval_samples: self.cfg.run.eval_samples,
+            train_seconds,
+            device: format!("{:?}", self.device),
+        };
+        checkpoint::write_atomic(
+            &self.dir.join("summary.json"),
+            serde_json::to_string_pretty(&summary)?.as_bytes(),
+        )?;
+        let samples = self.sample(self.cfg.run.eval_samples, self.cfg.run.seed);
+        crate::report::npy::write_f32(&self.dir.join("samples.npy"), &samples)?;
+        let scatter = self.scatter_svg(&samples, &self.cfg.run.name)?;
+        checkpoint::write_atomic(&self.dir.join("samples.svg"), scatter.as_bytes())?;
+        let report = crate::report::run_report(self, &summary, &scatter);
+        checkpoint::write_atomic(&self.dir.join("report.html"), report.as_bytes())?;
+        Ok(summary)
+    }
+
+    /// Real (grey) vs generated (blue) points as an SVG scatter plot.
+    pub fn scatter_svg(&self, samples: &Tensor, title: &str) -> Result<String> {
+        let _guard = tch::no_grad_guard();
+        tch::manual_seed(step_seed(self.cfg.run.seed, u64::MAX - 2));
+        let mut toy = Toy2d::new(self.cfg.data.toy2d.clone());
+        let real = toy.sample(samples.size()[0], Device::Cpu)?;
+        Ok(crate::report::scatter_real_fake(&real, samples, title))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn tiny_config(steps: u64) -> TrainConfig {
+        let mut cfg = TrainConfig::default();
+        cfg.run.steps = steps;
+        cfg.run.batch_size = 32;
+        cfg.run.log_every = 2;
+        cfg.run.eval_every = 5;
+        cfg.run.checkpoint_every = 5;
+        cfg.run.eval_samples = 200;
+        cfg.run.device = "cpu".into();
+        cfg.model.mlp.hidden = 16;
+        cfg.diffusion.ada_kimg = 0.2; // T moves visibly within a few steps
+        cfg
+    }
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("ganlab-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    /// Resume after N steps equals an uninterrupted run: same generator weights bit for
+    /// bit, same T, same logged losses.
+    #[test]
+    fn resume_equals_uninterrupted() {
+        let _rng = crate::test_rng_lock();
+        let (a, b) = (tmp("full"), tmp("half"));
+        let mut full = Trainer::new(tiny_config(20), &a).unwrap();
+        full.run(&mut Silent).unwrap();
+        let mut half = Trainer::new(tiny_config(10), &b).unwrap();
+        half.run(&mut Silent).unwrap();
+        drop(half);
+        let mut resumed = Trainer::resume(&b, Some(20)).unwrap();
+        assert_eq!(resumed.step(), 10);
+        resumed.run(&mut Silent).unwrap();
+        assert_eq!(full.diffusion().state(), resumed.diffusion().state());
+        for ((ka, ta), (kb, tb)) in full
+            .generator_weights()
+            .iter()
+            .zip(resumed.generator_weights())
+        {
+            assert_eq!(ka, &kb);
+            assert!(ta.equal(&tb), "{ka} differs after resume");
+        }
+        let la: Vec<f64> = full.history().iter().map(|s| s.loss_g).collect();
+        let lb: Vec<f64> = resumed.history().iter().map(|s| s.loss_g).collect();
+        assert_eq!(la, lb);
+        assert!(full.diffusion().t_cur() > 5 || full.history().iter().any(|s| s.r_d.is_some()));
+        for d in [a, b] {
+            std::fs::remove_dir_all(d).unwrap();
+        }
+    }
+
+    #[derive(Debug)]
+    struct NanAfter {
+        inner: Toy2d,
+        calls: u64,
+        after: u64,
+    }
+
+    impl Sampler for NanAfter {
+        fn sample(&mut self, n: i64, device: Device) -> Result<Tensor> {
+            self.calls += 1;
+            let x = self.inner.sample(n, device)?;
+            Ok(if self.calls > self.after {
+                x * f64::NAN
+            } else {
+                x
+            })
+        }
+    }
+
+    /// A NaN in the data makes the loss NaN: training stops with a clear error and the
+    /// last good checkpoint (step 5) is kept and loadable.
+    #[test]
+    fn nan_stops_training_and_keeps_checkpoint() {
+        let _rng = crate::test_rng_lock();
+        let dir = tmp("nan");
+        let cfg = tiny_config(20);
+        let data = Box::new(NanAfter {
+            inner: Toy2d::new(cfg.data.toy2d.clone()),
+            calls: 0,
+            after: 7,
+        });
+        let mut t = Trainer::with_sampler(cfg, &dir, data).unwrap();
+        let err = t.run(&mut Silent).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("non-finite discriminator loss at step 8"),
+            "{msg}"
+        );
+        assert!(msg.contains("last good checkpoint"), "{msg}");
+        let (state, _) = checkpoint::load(&dir.join("checkpoints")).unwrap();
+        assert_eq!(state.step, 5);
+        let resumed = Trainer::resume(&dir, None).unwrap();
+        assert_eq!(resumed.step(), 5);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn existing_run_dir_is_not_overwritten() {
+        let dir = tmp("exists");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("notes.txt"), "mine").unwrap();
+        let err = Trainer::new(tiny_config(2), &dir).unwrap_err();
+        assert!(err.to_string().contains("already exists") && err.is_user_error());
+        assert_eq!(
+            std::fs::read_to_string(dir.join("notes.txt")).unwrap(),
+            "mine"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// The run directory holds what DESIGN.md lists.
+    #[test]
+    fn run_directory_layout() {
+        let _rng = crate::test_rng_lock();
+        let dir = tmp("layout");
+        let mut t = Trainer::new(tiny_config(6), &dir).unwrap();
+        let s = t.run(&mut Silent).unwrap();
+        for f in [
+            "config.toml",
+            "metrics.jsonl",
+            "summary.json",
+            "samples.svg",
+            "samples.npy",
+            "report.html",
+            "checkpoints/state.json",
+            "checkpoints/step-6.safetensors",
+        ] {
+            assert!(dir.join(f).exists(), "{f} missing");
+        }
+        let cfg_text = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+        assert!(
+            cfg_text.contains("sigma = 0.5") && cfg_text.contains("epl_zeros = 32"),
+            "every default written out"
+        );
+        let lines = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+        assert_eq!(lines.lines().count(), 3);
+        let v: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+        for k in ["step", "loss_d", "loss_g", "T", "r_d", "d_real", "d_fake"] {
+            assert!(v.get(k).is_some(), "{k} missing in metrics.jsonl");
+        }
+        let sum: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            sum["modes_covered"].as_u64().unwrap() as usize,
+            s.modes_covered.unwrap()
+        );
+        assert!(
+            sum.get("final_T").is_some()
+                && sum.get("mode_kl").is_some()
+                && sum.get("high_quality_fraction").is_some()
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

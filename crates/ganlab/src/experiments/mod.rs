@@ -1,1 +1,7 @@
-//! Reproductions of the seed papers' claims.
+//! Reproductions of the seed papers' claims, run by `ganlab experiment NAME`.
+
+pub mod gaussians25;
+pub mod js_toy;
+
+/// Names accepted by `ganlab experiment`.
+pub const NAMES: &[&str] = &["gaussians25", "js-toy"];

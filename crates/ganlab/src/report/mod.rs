@@ -42,13 +42,11 @@ pub fn scatter_real_fake(real: &Tensor, fake: &Tensor, title: &str) -> String {
     .to_svg()
 }
 
-/// A line plot of one field of the logged statistics.
-pub fn curve(
-    history: &[StepStats],
-    title: &str,
-    ylabel: &str,
-    fields: &[(&str, fn(&StepStats) -> f64, &str)],
-) -> String {
+/// A curve to draw from the logged statistics: (legend, field accessor, colour).
+pub type Field<'a> = (&'a str, fn(&StepStats) -> f64, &'a str);
+
+/// A line plot of fields of the logged statistics.
+pub fn curve(history: &[StepStats], title: &str, ylabel: &str, fields: &[Field]) -> String {
     LinePlot {
         title: title.into(),
         xlabel: "step".into(),

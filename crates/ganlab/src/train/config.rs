@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::optim::OptimizerConfig;
 use crate::data::Toy2dConfig;
 use crate::diffusion::DiffusionConfig;
-use crate::error::{GanError, IoContext, Result};
+use crate::error::{GanError, Result};
 use crate::models::mlp::MlpConfig;
 use crate::objectives::ObjectiveConfig;
 
@@ -43,7 +43,7 @@ impl Default for RunConfig {
         Self {
             name: "gaussians25-diffusion".into(),
             seed: 0,
-            steps: 5000,
+            steps: 15000,
             batch_size: 256,
             log_every: 25,
             eval_every: 500,
@@ -122,8 +122,8 @@ pub struct OptimConfig {
 impl Default for OptimConfig {
     fn default() -> Self {
         Self {
-            g: OptimizerConfig::adam(1e-3),
-            d: OptimizerConfig::adam(1e-3),
+            g: OptimizerConfig::adam(2e-4),
+            d: OptimizerConfig::adam(2e-4),
         }
     }
 }
@@ -176,7 +176,8 @@ impl TrainConfig {
 
     /// Reads and validates a TOML file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).at(path)?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| GanError::Input(format!("cannot read config {}: {e}", path.display())))?;
         Self::from_toml_str(&text, path)
     }
 
@@ -270,5 +271,29 @@ mod tests {
             TrainConfig::from_toml_str("[optim.d]\nkind = \"adam\"\nlr = -1.0\n", p).unwrap_err();
         assert!(e.to_string().contains("`optim.d.lr`"), "{e}");
         assert!(e.is_user_error());
+    }
+}
+
+#[cfg(test)]
+mod shipped_configs {
+    use super::*;
+
+    /// Every config in configs/ parses and validates; the Diffusion-GAN one equals the
+    /// built-in default (so `ganlab train` and the file agree).
+    #[test]
+    fn configs_directory_is_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                let cfg = TrainConfig::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                if p.file_name().unwrap() == "gaussians25-diffusion.toml" {
+                    assert_eq!(cfg, TrainConfig::default());
+                }
+                n += 1;
+            }
+        }
+        assert!(n >= 5, "found {n} configs");
     }
 }

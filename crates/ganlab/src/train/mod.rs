@@ -125,6 +125,9 @@ pub struct Summary {
     pub device: String,
 }
 
+/// A checkpoint as loaded: its state and named tensors.
+type Loaded = (checkpoint::CheckpointState, Vec<(String, Tensor)>);
+
 /// A training run bound to a run directory.
 pub struct Trainer {
     cfg: TrainConfig,
@@ -155,18 +158,28 @@ impl std::fmt::Debug for Trainer {
     }
 }
 
-/// Creates `dir` for a new run; refuses a non-empty existing directory (nothing a user
+/// Creates the output directory `dir`; refuses a non-empty existing one (nothing a user
 /// wrote is overwritten).
-pub fn create_run_dir(dir: &Path) -> Result<()> {
+pub fn create_output_dir(dir: &Path) -> Result<()> {
     if dir.exists() && std::fs::read_dir(dir).at(dir)?.next().is_some() {
         return Err(GanError::Input(format!(
-            "run directory {} already exists and is not empty; pass a new --out or continue it with --resume {}",
-            dir.display(),
+            "output directory {} already exists and is not empty; choose a new one",
             dir.display()
         )));
     }
-    std::fs::create_dir_all(dir.join("checkpoints")).at(dir)?;
-    Ok(())
+    std::fs::create_dir_all(dir).at(dir)
+}
+
+/// Creates `dir` for a new run (see [`create_output_dir`]) with its checkpoints folder.
+pub fn create_run_dir(dir: &Path) -> Result<()> {
+    create_output_dir(dir).map_err(|e| match e {
+        GanError::Input(m) => GanError::Input(format!(
+            "{m}, or continue that run with --resume {}",
+            dir.display()
+        )),
+        e => e,
+    })?;
+    std::fs::create_dir_all(dir.join("checkpoints")).at(dir)
 }
 
 impl Trainer {
@@ -244,10 +257,7 @@ impl Trainer {
             cfg.run.steps = s;
             cfg.validate()?;
         }
-        let toy = Toy2d::new(cfg.data.toy2d.clone());
-        let mut t = Self::build(cfg, dir, Box::new(toy))?;
-        let (state, tensors) = checkpoint::load(&dir.join("checkpoints"))?;
-        t.load_weights(&tensors)?;
+        let (mut t, (state, tensors)) = Self::open_with(cfg, dir)?;
         t.opt_g.load_state("opt_g", &tensors, state.opt_g_steps)?;
         t.opt_d.load_state("opt_d", &tensors, state.opt_d_steps)?;
         t.diffusion = Diffusion::restore(t.cfg.diffusion.clone(), state.diffusion);
@@ -269,6 +279,29 @@ impl Trainer {
             checkpoint::write_atomic(&dir.join("config.toml"), t.cfg.to_toml().as_bytes())?;
         }
         Ok(t)
+    }
+
+    /// Opens the run in `dir` at its newest checkpoint without writing anything (for
+    /// sampling and evaluation).
+    pub fn open(dir: &Path) -> Result<Self> {
+        let cfg_path = dir.join("config.toml");
+        if !cfg_path.exists() {
+            return Err(GanError::Input(format!(
+                "{} is not a ganlab run directory (no config.toml)",
+                dir.display()
+            )));
+        }
+        let cfg = TrainConfig::load(&cfg_path)?;
+        Ok(Self::open_with(cfg, dir)?.0)
+    }
+
+    fn open_with(cfg: TrainConfig, dir: &Path) -> Result<(Self, Loaded)> {
+        let toy = Toy2d::new(cfg.data.toy2d.clone());
+        let mut t = Self::build(cfg, dir, Box::new(toy))?;
+        let (state, tensors) = checkpoint::load(&dir.join("checkpoints"))?;
+        t.load_weights(&tensors)?;
+        t.step = state.step;
+        Ok((t, (state, tensors)))
     }
 
     /// Loads G and D weights from named tensors ("g.*", "d.*").

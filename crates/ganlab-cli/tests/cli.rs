@@ -1,0 +1,116 @@
+//! End-to-end tests of the `ganlab` binary as a user runs it (exit codes, files written).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn ganlab(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ganlab"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .expect("run ganlab")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ganlab-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const TINY: &str = "[run]\nname = \"tiny\"\nsteps = 30\nbatch_size = 64\nlog_every = 5\neval_every = 10\ncheckpoint_every = 10\neval_samples = 300\ndevice = \"cpu\"\n[model.mlp]\nhidden = 32\n";
+
+#[test]
+fn invalid_config_is_one_line_exit_2() {
+    let d = tmp("invalid");
+    for (text, field) in [
+        ("[diffusion]\nd_target = 3.0\n", "diffusion.d_target"),
+        ("[run]\nbatch_size = 0\n", "run.batch_size"),
+        ("[objective]\nkind = \"wasserstein\"\n", "unknown variant"),
+        ("[run]\nstepz = 3\n", "stepz"),
+    ] {
+        std::fs::write(d.join("bad.toml"), text).unwrap();
+        let o = ganlab(&["train", "bad.toml", "--quiet"], &d);
+        assert_eq!(o.status.code(), Some(2), "{text}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(err.contains(field), "{err} should name {field}");
+    }
+    let o = ganlab(&["train", "missing.toml"], &d);
+    assert_eq!(o.status.code(), Some(1 + 1), "{}", stderr(&o));
+    let o = ganlab(&["experiment", "nope"], &d);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("gaussians25, js-toy"));
+    let o = ganlab(&["train", "--resume", "nowhere"], &d);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    std::fs::remove_dir_all(d).unwrap();
+}
+
+#[test]
+fn train_resume_sample_round_trip() {
+    let d = tmp("train");
+    std::fs::write(d.join("tiny.toml"), TINY).unwrap();
+    let o = ganlab(&["train", "tiny.toml", "--out", "run", "--steps", "20"], &d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("ETA"), "progress with ETA: {err}");
+    let run = d.join("run");
+    for f in [
+        "config.toml",
+        "metrics.jsonl",
+        "summary.json",
+        "samples.svg",
+        "report.html",
+        "checkpoints/state.json",
+    ] {
+        assert!(run.join(f).exists(), "{f}");
+    }
+    // Nothing a user wrote is overwritten.
+    let o = ganlab(&["train", "tiny.toml", "--out", "run"], &d);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("already exists"));
+    // Resume to 30 steps.
+    let o = ganlab(
+        &["train", "--resume", "run", "--steps", "30", "--quiet"],
+        &d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["steps"], 30);
+    let lines = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let steps: Vec<u64> = lines
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(steps, vec![5, 10, 15, 20, 25, 30]);
+    let o = ganlab(&["sample", "--run", "run", "--n", "100", "--out", "s"], &d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let npy = std::fs::read(d.join("s/samples.npy")).unwrap();
+    assert_eq!(&npy[..6], b"\x93NUMPY");
+    let hlen = u16::from_le_bytes([npy[8], npy[9]]) as usize;
+    assert_eq!(npy.len(), 10 + hlen + 100 * 2 * 4);
+    std::fs::remove_dir_all(d).unwrap();
+}
+
+#[test]
+fn js_toy_experiment_writes_figure() {
+    let d = tmp("js");
+    let o = ganlab(&["experiment", "js-toy", "--out", "js"], &d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("t =    0: JS(θ=0.1) = 0.6931"), "{out}");
+    for f in ["js_toy.svg", "js_toy.json", "report.html"] {
+        assert!(d.join("js").join(f).exists());
+    }
+    std::fs::remove_dir_all(d).unwrap();
+}

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use ganlab::error::GanError;
 use ganlab::experiments::{gaussians25, js_toy};
 use ganlab::train::{Progress, ProgressBar, Silent, TrainConfig, Trainer};
@@ -30,12 +30,8 @@ enum Command {
         /// Run directory (default: runs/<run.name>, numbered if taken). Must be new or empty.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Override run.steps.
-        #[arg(long)]
-        steps: Option<u64>,
-        /// Override run.seed.
-        #[arg(long)]
-        seed: Option<u64>,
+        #[command(flatten)]
+        overrides: Overrides,
         /// Override run.device: auto, cpu, cuda, cuda:N.
         #[arg(long)]
         device: Option<String>,
@@ -68,16 +64,35 @@ enum Command {
         /// Output directory (default: runs/experiment-<name>). Must be new or empty.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Override run.steps (gaussians25).
-        #[arg(long)]
-        steps: Option<u64>,
-        /// Override run.seed (gaussians25).
-        #[arg(long)]
-        seed: Option<u64>,
+        #[command(flatten)]
+        overrides: Overrides,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
     },
+}
+
+/// Config overrides shared by `train` and `experiment`.
+#[derive(Args, Debug)]
+struct Overrides {
+    /// Override run.steps.
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Override run.seed.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+impl Overrides {
+    /// Writes the given overrides into `cfg` (validate afterwards).
+    fn apply(&self, cfg: &mut TrainConfig) {
+        if let Some(s) = self.steps {
+            cfg.run.steps = s;
+        }
+        if let Some(s) = self.seed {
+            cfg.run.seed = s;
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -132,14 +147,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train {
             config,
             out,
-            steps,
-            seed,
+            overrides,
             device,
             resume,
             quiet,
         } => {
             if let Some(dir) = resume {
-                let mut t = Trainer::resume(&dir, steps)?;
+                let mut t = Trainer::resume(&dir, overrides.steps)?;
                 if let Some(d) = device {
                     anyhow::ensure!(d == t.config().run.device, GanError::Input(format!("--device {d} differs from the run's device {}; resume on the same device", t.config().run.device)));
                 }
@@ -156,16 +170,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(p) => TrainConfig::load(p)?,
                 None => TrainConfig::default(),
             };
-            if let Some(s) = steps {
-                cfg.run.steps = s;
-            }
-            if let Some(s) = seed {
-                cfg.run.seed = s;
-            }
+            overrides.apply(&mut cfg);
             if let Some(d) = device {
                 cfg.run.device = d;
             }
-            cfg.validate()?;
+            // Trainer::new validates the overridden config before creating anything.
             let dir = out.unwrap_or_else(|| default_dir(&cfg.run.name));
             let mut t = Trainer::new(cfg, &dir)?;
             eprintln!(
@@ -202,20 +211,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Experiment {
             name,
             out,
-            steps,
-            seed,
+            overrides,
             quiet,
         } => {
             let dir = out.unwrap_or_else(|| default_dir(&format!("experiment-{name}")));
             match name.as_str() {
                 "gaussians25" => {
                     let mut base = TrainConfig::default();
-                    if let Some(s) = steps {
-                        base.run.steps = s;
-                    }
-                    if let Some(s) = seed {
-                        base.run.seed = s;
-                    }
+                    overrides.apply(&mut base);
                     base.validate()?;
                     ganlab::train::create_output_dir(&dir)?;
                     let rows = gaussians25::run(&base, &dir, !quiet)?;

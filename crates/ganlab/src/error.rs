@@ -27,17 +27,31 @@ pub enum GanError {
     #[error("checkpoint {path}: {message}")]
     Checkpoint { path: PathBuf, message: String },
     /// Filesystem error with the path it happened on.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// An error from libtorch.
     #[error("libtorch: {0}")]
-    Tch(#[from] tch::TchError),
+    Tch(tch::TchError),
     /// JSON (de)serialization error.
     #[error("json: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
+}
+
+// The variants above print their cause in their own message, so they do not also expose it
+// as `source()`: a reporter that walks the chain (`anyhow`'s `{:#}`) would print it twice.
+impl From<tch::TchError> for GanError {
+    fn from(e: tch::TchError) -> Self {
+        GanError::Tch(e)
+    }
+}
+
+impl From<serde_json::Error> for GanError {
+    fn from(e: serde_json::Error) -> Self {
+        GanError::Json(e)
+    }
 }
 
 impl GanError {
@@ -69,12 +83,31 @@ pub trait IoContext<T> {
 
 impl<T> IoContext<T> for std::result::Result<T, std::io::Error> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|source| GanError::Io {
+        self.map_err(|error| GanError::Io {
             path: path.into(),
-            source,
+            error,
         })
     }
 }
 
 /// The library's result type.
 pub type Result<T> = std::result::Result<T, GanError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cause is printed once: in the message, not again as a `source()` in the chain.
+    #[test]
+    fn io_error_names_path_and_cause_once() {
+        let e = std::fs::read("/nonexistent/ganlab")
+            .at("/nonexistent/ganlab")
+            .unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("/nonexistent/ganlab: "), "{msg}");
+        assert_eq!(msg.matches("os error 2").count(), 1, "{msg}");
+        assert!(std::error::Error::source(&e).is_none());
+        let t: GanError = tch::TchError::Kind("k".into()).into();
+        assert!(std::error::Error::source(&t).is_none() && t.to_string().starts_with("libtorch: "));
+    }
+}

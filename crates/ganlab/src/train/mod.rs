@@ -125,6 +125,18 @@ pub struct Summary {
     pub device: String,
 }
 
+/// The resolved config of the run in `dir` (its config.toml).
+fn load_run_config(dir: &Path) -> Result<TrainConfig> {
+    let cfg_path = dir.join("config.toml");
+    if !cfg_path.exists() {
+        return Err(GanError::Input(format!(
+            "{} is not a ganlab run directory (no config.toml)",
+            dir.display()
+        )));
+    }
+    TrainConfig::load(&cfg_path)
+}
+
 /// A checkpoint as loaded: its state and named tensors.
 type Loaded = (checkpoint::CheckpointState, Vec<(String, Tensor)>);
 
@@ -185,7 +197,6 @@ pub fn create_run_dir(dir: &Path) -> Result<()> {
 impl Trainer {
     /// Starts a new run in `dir` (created; must not hold anything yet).
     pub fn new(cfg: TrainConfig, dir: &Path) -> Result<Self> {
-        cfg.validate()?;
         let toy = Toy2d::new(cfg.data.toy2d.clone());
         Self::with_sampler(cfg, dir, Box::new(toy))
     }
@@ -245,14 +256,7 @@ impl Trainer {
     /// the step budget, e.g. to train longer. metrics.jsonl lines after the checkpoint
     /// (from a run that died after it) are dropped so the log matches the weights.
     pub fn resume(dir: &Path, steps: Option<u64>) -> Result<Self> {
-        let cfg_path = dir.join("config.toml");
-        if !cfg_path.exists() {
-            return Err(GanError::Input(format!(
-                "{} is not a ganlab run directory (no config.toml)",
-                dir.display()
-            )));
-        }
-        let mut cfg = TrainConfig::load(&cfg_path)?;
+        let mut cfg = load_run_config(dir)?;
         if let Some(s) = steps {
             cfg.run.steps = s;
             cfg.validate()?;
@@ -261,7 +265,6 @@ impl Trainer {
         t.opt_g.load_state("opt_g", &tensors, state.opt_g_steps)?;
         t.opt_d.load_state("opt_d", &tensors, state.opt_d_steps)?;
         t.diffusion = Diffusion::restore(t.cfg.diffusion.clone(), state.diffusion);
-        t.step = state.step;
         let metrics = dir.join("metrics.jsonl");
         let kept: Vec<StepStats> = std::fs::read_to_string(&metrics)
             .unwrap_or_default()
@@ -284,15 +287,7 @@ impl Trainer {
     /// Opens the run in `dir` at its newest checkpoint without writing anything (for
     /// sampling and evaluation).
     pub fn open(dir: &Path) -> Result<Self> {
-        let cfg_path = dir.join("config.toml");
-        if !cfg_path.exists() {
-            return Err(GanError::Input(format!(
-                "{} is not a ganlab run directory (no config.toml)",
-                dir.display()
-            )));
-        }
-        let cfg = TrainConfig::load(&cfg_path)?;
-        Ok(Self::open_with(cfg, dir)?.0)
+        Ok(Self::open_with(load_run_config(dir)?, dir)?.0)
     }
 
     fn open_with(cfg: TrainConfig, dir: &Path) -> Result<(Self, Loaded)> {
@@ -388,11 +383,8 @@ impl Trainer {
         let m = self.cfg.run.batch_size;
         let dev = self.device;
         let zdim = self.g.latent_dim();
-        let mut d_stats = (
-            Tensor::zeros([], (Kind::Float, dev)),
-            Tensor::zeros([], (Kind::Float, dev)),
-            Tensor::zeros([], (Kind::Float, dev)),
-        );
+        // (loss, D on real, D on fake) of the last critic step, for the log.
+        let mut last_d = None;
         // Step I: discriminator.
         self.opt_g.set_requires_grad(false);
         for _ in 0..self.objective.n_critic() {
@@ -413,18 +405,17 @@ impl Trainer {
             if let Some(c) = self.objective.clip() {
                 self.opt_d.clip(c);
             }
+            let real = real.detach();
             let signs = self
                 .objective
-                .real_signs(&real.detach())
+                .real_signs(&real)
                 .sum(Kind::Float)
                 .double_value(&[]);
             self.diffusion.observe_real(signs, m as u64);
-            d_stats = (
-                loss_d.detach(),
-                self.objective.d_score(&real.detach()).mean(Kind::Float),
-                self.objective.d_score(&fake.detach()).mean(Kind::Float),
-            );
+            last_d = Some((loss_d.detach(), real, fake.detach()));
         }
+        let (loss_d, real, fake) =
+            last_d.expect("n_critic >= 1 is checked by ObjectiveConfig::validate");
         self.opt_g.set_requires_grad(true);
         // Step II: generator (D's parameters need no gradient).
         self.opt_d.set_requires_grad(false);
@@ -443,7 +434,7 @@ impl Trainer {
         // Step III: diffusion.
         self.diffusion.end_minibatch(m as usize);
         self.step = step;
-        let (loss_d, loss_g) = (d_stats.0.double_value(&[]), loss_g.double_value(&[]));
+        let (loss_d, loss_g) = (loss_d.double_value(&[]), loss_g.double_value(&[]));
         for (what, v) in [("discriminator loss", loss_d), ("generator loss", loss_g)] {
             if !v.is_finite() {
                 return Err(GanError::NonFinite {
@@ -461,8 +452,16 @@ impl Trainer {
             t_max: self.diffusion.t_cur(),
             p: self.diffusion.p(),
             r_d: self.diffusion.last_r_d(),
-            d_real: d_stats.1.double_value(&[]),
-            d_fake: d_stats.2.double_value(&[]),
+            d_real: self
+                .objective
+                .d_score(&real)
+                .mean(Kind::Float)
+                .double_value(&[]),
+            d_fake: self
+                .objective
+                .d_score(&fake)
+                .mean(Kind::Float)
+                .double_value(&[]),
             wall_s: self.started.elapsed().as_secs_f64(),
         })
     }
@@ -493,14 +492,24 @@ impl Trainer {
         )
     }
 
+    /// The 2-D data set, if it has modes to score against.
+    fn toy_with_modes(&self) -> Option<&Toy2d> {
+        self.toy.as_ref().filter(|t| !t.centres().is_empty())
+    }
+
+    /// Mode statistics of samples `x` (None for data without modes).
+    fn mode_stats_of(&self, x: &Tensor) -> Result<Option<ModeStats>> {
+        self.toy_with_modes()
+            .map(|toy| mode_stats(x, toy.centres(), toy.std(), 0))
+            .transpose()
+    }
+
+    /// Mode statistics of the evaluation samples (drawn only when the data has modes).
     fn evaluate_modes(&self) -> Result<Option<ModeStats>> {
-        match &self.toy {
-            Some(toy) if !toy.centres().is_empty() => {
-                let x = self.sample(self.cfg.run.eval_samples, self.cfg.run.seed);
-                Ok(Some(mode_stats(&x, toy.centres(), toy.std(), 0)?))
-            }
-            _ => Ok(None),
+        if self.toy_with_modes().is_none() {
+            return Ok(None);
         }
+        self.mode_stats_of(&self.sample(self.cfg.run.eval_samples, self.cfg.run.seed))
     }
 
     /// Trains until the step budget, logging, checkpointing and reporting; returns the
@@ -547,7 +556,8 @@ impl Trainer {
 
     /// Writes summary.json, the sample scatter plot and report.html.
     pub fn write_outputs(&self, train_seconds: f64) -> Result<Summary> {
-        let modes = self.evaluate_modes()?;
+        let samples = self.sample(self.cfg.run.eval_samples, self.cfg.run.seed);
+        let modes = self.mode_stats_of(&samples)?;
         let summary = Summary {
             steps: self.step,
             final_t: self.diffusion.t_cur(),
@@ -563,7 +573,6 @@ impl Trainer {
             &self.dir.join("summary.json"),
             serde_json::to_string_pretty(&summary)?.as_bytes(),
         )?;
-        let samples = self.sample(self.cfg.run.eval_samples, self.cfg.run.seed);
         crate::report::npy::write_f32(&self.dir.join("samples.npy"), &samples)?;
         let scatter = self.scatter_svg(&samples, &self.cfg.run.name)?;
         checkpoint::write_atomic(&self.dir.join("samples.svg"), scatter.as_bytes())?;

@@ -296,4 +296,19 @@ mod shipped_configs {
         }
         assert!(n >= 5, "found {n} configs");
     }
+
+    /// docs/CONFIG.md shows the default with every field, exactly as a run writes it.
+    #[test]
+    fn config_reference_matches_default() {
+        let doc = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/CONFIG.md"),
+        )
+        .unwrap();
+        let block = doc
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("a toml block in docs/CONFIG.md");
+        assert_eq!(block.trim(), TrainConfig::default().to_toml().trim());
+    }
 }

@@ -27,7 +27,7 @@ use tch::{nn, Device, Kind, Tensor};
 pub use config::{
     DataConfig, DataSource, ModelConfig, ModelFamily, OptimConfig, RunConfig, TrainConfig,
 };
-pub use optim::{FlatOptimizer, OptimizerConfig, OptimizerKind};
+pub use optim::{FlatOptimizer, LrSchedule, OptimizerConfig, OptimizerKind};
 pub use progress::{Progress, ProgressBar, Silent};
 
 use crate::data::{Sampler, Toy2d};
@@ -380,6 +380,11 @@ impl Trainer {
     pub fn train_step(&mut self) -> Result<StepStats> {
         let step = self.step + 1;
         tch::manual_seed(step_seed(self.cfg.run.seed, step));
+        let total = self.cfg.run.steps;
+        self.opt_g
+            .set_lr_factor(self.cfg.optim.g.schedule.factor(self.step, total));
+        self.opt_d
+            .set_lr_factor(self.cfg.optim.d.schedule.factor(self.step, total));
         let m = self.cfg.run.batch_size;
         let dev = self.device;
         let zdim = self.g.latent_dim();

@@ -20,6 +20,31 @@ pub enum OptimizerKind {
     Rmsprop,
 }
 
+/// How the learning rate changes over a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LrSchedule {
+    /// `lr` throughout.
+    #[default]
+    Constant,
+    /// Cosine annealing from `lr` at step 0 to 0 at the run's last step
+    /// (Loshchilov & Hutter 2017, one cycle, no restarts): lr·(1 + cos(π·step/steps))/2.
+    Cosine,
+}
+
+impl LrSchedule {
+    /// The factor multiplying `lr` for the update after `step` of `total` steps.
+    pub fn factor(self, step: u64, total: u64) -> f64 {
+        match self {
+            LrSchedule::Constant => 1.0,
+            LrSchedule::Cosine => {
+                let frac = (step as f64 / total.max(1) as f64).min(1.0);
+                0.5 * (1.0 + (std::f64::consts::PI * frac).cos())
+            }
+        }
+    }
+}
+
 /// An optimizer section of the config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,6 +62,9 @@ pub struct OptimizerConfig {
     /// Term added to the denominator.
     #[serde(default = "default_eps")]
     pub eps: f64,
+    /// Learning-rate schedule over `run.steps`.
+    #[serde(default)]
+    pub schedule: LrSchedule,
 }
 
 fn default_beta1() -> f64 {
@@ -58,6 +86,7 @@ impl OptimizerConfig {
             beta1: 0.5,
             beta2: 0.999,
             eps: 1e-8,
+            schedule: LrSchedule::Constant,
         }
     }
 
@@ -69,6 +98,7 @@ impl OptimizerConfig {
             beta1: 0.0,
             beta2: 0.99,
             eps: 1e-8,
+            schedule: LrSchedule::Constant,
         }
     }
 
@@ -111,6 +141,7 @@ pub struct FlatOptimizer {
     m: Tensor,
     v: Tensor,
     steps: u64,
+    lr_factor: f64,
 }
 
 impl FlatOptimizer {
@@ -145,6 +176,7 @@ impl FlatOptimizer {
             m,
             v,
             steps: 0,
+            lr_factor: 1.0,
         })
     }
 
@@ -161,6 +193,17 @@ impl FlatOptimizer {
     /// The parameters (views of the flat buffer).
     pub fn params(&self) -> &[Tensor] {
         &self.params
+    }
+
+    /// Scales `lr` by `factor` from the next update on (the trainer sets it from the
+    /// config's [`LrSchedule`]).
+    pub fn set_lr_factor(&mut self, factor: f64) {
+        self.lr_factor = factor;
+    }
+
+    /// The learning rate of the next update.
+    pub fn lr(&self) -> f64 {
+        self.cfg.lr * self.lr_factor
     }
 
     /// Clears the gradients of all parameters.
@@ -196,6 +239,7 @@ impl FlatOptimizer {
         let g = Tensor::cat(&grads, 0);
         self.steps += 1;
         let c = &self.cfg;
+        let lr = c.lr * self.lr_factor;
         match c.kind {
             OptimizerKind::Adam => {
                 let bc1 = 1.0 - c.beta1.powi(self.steps as i32);
@@ -203,12 +247,12 @@ impl FlatOptimizer {
                 let _ = self.m.lerp_(&g, 1.0 - c.beta1);
                 let _ = self.v.lerp_(&g.square(), 1.0 - c.beta2);
                 let denom = (&self.v / bc2).sqrt() + c.eps;
-                let _ = self.flat.addcdiv_(&(&self.m * (-c.lr / bc1)), &denom);
+                let _ = self.flat.addcdiv_(&(&self.m * (-lr / bc1)), &denom);
             }
             OptimizerKind::Rmsprop => {
                 let _ = self.v.lerp_(&g.square(), 1.0 - c.beta2);
                 let denom = self.v.sqrt() + c.eps;
-                let _ = self.flat.addcdiv_(&(g * -c.lr), &denom);
+                let _ = self.flat.addcdiv_(&(g * -lr), &denom);
             }
         }
     }
@@ -324,5 +368,28 @@ mod tests {
         assert!((p.double_value(&[0]) - want).abs() < 1e-6);
         opt.clip(0.01);
         assert!((p.double_value(&[0]) + 0.01).abs() < 1e-9);
+    }
+
+    /// Cosine schedule at closed-form points: 1 at step 0, 1/2 halfway, (1 + cos(π/4))/2 at a
+    /// quarter, 0 at the end and after; constant is 1 everywhere. A scaled update moves the
+    /// parameter by exactly the scaled Adam step (first Adam step is lr·sign(g)).
+    #[test]
+    fn cosine_schedule() {
+        let c = LrSchedule::Cosine;
+        assert_eq!(c.factor(0, 100), 1.0);
+        assert!((c.factor(50, 100) - 0.5).abs() < 1e-15);
+        let quarter = 0.5 * (1.0 + std::f64::consts::FRAC_1_SQRT_2);
+        assert!((c.factor(25, 100) - quarter).abs() < 1e-15);
+        assert!(c.factor(100, 100).abs() < 1e-15);
+        assert!(c.factor(150, 100).abs() < 1e-15);
+        assert_eq!(LrSchedule::Constant.factor(99, 100), 1.0);
+        let p = Tensor::from_slice(&[0.0f32]).set_requires_grad(true);
+        let mut opt =
+            FlatOptimizer::new(OptimizerConfig::adam(0.1), vec![p.shallow_clone()]).unwrap();
+        opt.set_lr_factor(0.25);
+        assert!((opt.lr() - 0.025).abs() < 1e-15);
+        (&p * 3.0).sum(Kind::Float).backward();
+        opt.step();
+        assert!((p.double_value(&[0]) + 0.025).abs() < 1e-6);
     }
 }

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod bench_cmd;
+
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use ganlab::error::GanError;
@@ -57,6 +59,8 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Time workloads in ganlab and in PyTorch (bench/pytorch_ref.py) in one sitting.
+    Bench(BenchArgs),
     /// Reproduce a seed claim: gaussians25 (Fig. 5), js-toy (Fig. 2).
     Experiment {
         /// Experiment name.
@@ -70,6 +74,41 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+}
+
+/// Arguments of `ganlab bench`.
+#[derive(Args, Debug)]
+struct BenchArgs {
+    /// Comma-separated workloads (default: all of mlp_gan, mlp_diffusion_gan, sample_mlp).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Untimed calls before timing.
+    #[arg(long, default_value_t = 50)]
+    warmup: usize,
+    /// Calls per timed block (default: per workload, about a second each).
+    #[arg(long)]
+    iters: Option<usize>,
+    /// Timed blocks per process; the table shows the median over all blocks.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Rounds: each runs every workload once in ganlab and once in PyTorch, alternating.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// libtorch intra-op threads on both sides (0: libtorch's default).
+    #[arg(long, default_value_t = 0)]
+    threads: i64,
+    /// Python with torch for the reference side (scripts/bench passes the set-up venv's).
+    #[arg(long)]
+    python: Option<PathBuf>,
+    /// The PyTorch reference script.
+    #[arg(long, default_value = "bench/pytorch_ref.py")]
+    reference: PathBuf,
+    /// Also write the table as JSON here (must not exist).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Internal: run one workload in this process and print its measurement.
+    #[arg(long, hide = true)]
+    worker: Option<String>,
 }
 
 /// Config overrides shared by `train` and `experiment`.
@@ -207,6 +246,43 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 out.display()
             );
             Ok(())
+        }
+        Command::Bench(b) => {
+            let workloads = if b.only.is_empty() {
+                ganlab::bench::WORKLOADS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            } else {
+                b.only.clone()
+            };
+            for w in &workloads {
+                if !ganlab::bench::WORKLOADS.contains(&w.as_str()) {
+                    return Err(GanError::config(
+                        "--only",
+                        format!(
+                            "unknown workload {w:?}; known: {}",
+                            ganlab::bench::WORKLOADS.join(", ")
+                        ),
+                    )
+                    .into());
+                }
+            }
+            let o = bench_cmd::BenchOptions {
+                workloads,
+                warmup: b.warmup,
+                iters: b.iters,
+                repeats: b.repeats.max(1),
+                rounds: b.rounds.max(1),
+                threads: b.threads,
+                python: b.python,
+                reference: b.reference,
+                json: b.json,
+            };
+            match &b.worker {
+                Some(w) => bench_cmd::worker(w, &o),
+                None => bench_cmd::run(&o),
+            }
         }
         Command::Experiment {
             name,

@@ -6,6 +6,7 @@
 //! (losses), `diffusion` (Diffusion-GAN), `train` (loop, optimizers, checkpoints),
 //! `metrics`, `report` (plots, HTML), `experiments` (reproductions of the papers' claims).
 
+pub mod bench;
 pub mod data;
 pub mod diffusion;
 pub mod error;

@@ -9,7 +9,7 @@ use tch::Tensor;
 
 use super::{Discriminator, Generator};
 use crate::error::{GanError, Result};
-use crate::nn::{leaky_relu, TimestepEmbedding, TimestepEmbeddingConfig};
+use crate::nn::{LeakyRelu, TimestepEmbedding, TimestepEmbeddingConfig};
 
 /// Shape of both MLPs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,13 +85,14 @@ impl MlpConfig {
         MlpGenerator {
             layers,
             out,
-            slope: self.leaky_slope,
+            act: LeakyRelu::new(self.leaky_slope),
             latent_dim: self.latent_dim,
         }
     }
 
-    /// Builds the discriminator under `path`.
-    pub fn init_discriminator(&self, path: nn::Path) -> MlpDiscriminator {
+    /// Builds the discriminator under `path`; `with_t`: D(y, t) with a timestep embedding
+    /// (Diffusion-GAN), else D(y) ignores t (a vanilla GAN has no t input).
+    pub fn init_discriminator(&self, path: nn::Path, with_t: bool) -> MlpDiscriminator {
         let mut layers = Vec::new();
         let mut d = self.data_dim;
         for i in 0..self.layers {
@@ -104,12 +105,12 @@ impl MlpConfig {
             d = self.hidden;
         }
         let out = nn::linear(&path / "out", d, 1, Default::default());
-        let t_embed = self.t_embedding.init(&path / "t_embed", self.hidden);
+        let t_embed = with_t.then(|| self.t_embedding.init(&path / "t_embed", self.hidden));
         MlpDiscriminator {
             layers,
             out,
             t_embed,
-            slope: self.leaky_slope,
+            act: LeakyRelu::new(self.leaky_slope),
         }
     }
 }
@@ -119,15 +120,16 @@ impl MlpConfig {
 pub struct MlpGenerator {
     layers: Vec<nn::Linear>,
     out: nn::Linear,
-    slope: f64,
+    act: LeakyRelu,
     latent_dim: i64,
 }
 
 impl Generator for MlpGenerator {
     fn forward(&self, z: &Tensor) -> Tensor {
-        let h = self.layers.iter().fold(z.shallow_clone(), |h, l| {
-            leaky_relu(&l.forward(&h), self.slope)
-        });
+        let h = self
+            .layers
+            .iter()
+            .fold(z.shallow_clone(), |h, l| self.act.forward(&l.forward(&h)));
         self.out.forward(&h)
     }
 
@@ -136,25 +138,30 @@ impl Generator for MlpGenerator {
     }
 }
 
-/// (y, t) → LeakyReLU(Linear(y) + E(t)) → [Linear → LeakyReLU] × (layers − 1) → Linear.
+/// (y, t) → LeakyReLU(Linear(y) [+ E(t)]) → [Linear → LeakyReLU] × (layers − 1) → Linear.
 #[derive(Debug)]
 pub struct MlpDiscriminator {
     layers: Vec<nn::Linear>,
     out: nn::Linear,
-    t_embed: TimestepEmbedding,
-    slope: f64,
+    t_embed: Option<TimestepEmbedding>,
+    act: LeakyRelu,
 }
 
 impl Discriminator for MlpDiscriminator {
     fn forward(&self, y: &Tensor, t: &Tensor) -> Tensor {
-        let mut h = leaky_relu(
-            &(self.layers[0].forward(y) + self.t_embed.forward(t)),
-            self.slope,
-        );
+        let h0 = self.layers[0].forward(y);
+        let mut h = match &self.t_embed {
+            Some(e) => self.act.forward(&(h0 + e.forward(t))),
+            None => self.act.forward(&h0),
+        };
         for l in &self.layers[1..] {
-            h = leaky_relu(&l.forward(&h), self.slope);
+            h = self.act.forward(&l.forward(&h));
         }
         self.out.forward(&h)
+    }
+
+    fn batch_independent(&self) -> bool {
+        true
     }
 }
 
@@ -170,7 +177,7 @@ mod tests {
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let cfg = MlpConfig::default();
         let g = cfg.init_generator(vs.root() / "g");
-        let d = cfg.init_discriminator(vs.root() / "d");
+        let d = cfg.init_discriminator(vs.root() / "d", true);
         let z = Tensor::randn([5, 2], (Kind::Float, tch::Device::Cpu));
         let x = g.forward(&z);
         assert_eq!(x.size(), vec![5, 2]);
@@ -181,6 +188,10 @@ mod tests {
             (s0 - s1).abs().sum(Kind::Float).double_value(&[]) > 0.0,
             "D must depend on t"
         );
+        let plain = cfg.init_discriminator(vs.root() / "plain", false);
+        let p0 = plain.forward(&x, &Tensor::zeros([5], (Kind::Int64, tch::Device::Cpu)));
+        let p1 = plain.forward(&x, &Tensor::full([5], 300, (Kind::Int64, tch::Device::Cpu)));
+        assert!(p0.equal(&p1), "a D built without t must ignore t");
         let err = MlpConfig { hidden: 0, ..cfg }
             .validate("model")
             .unwrap_err();

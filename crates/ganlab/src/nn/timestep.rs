@@ -5,17 +5,26 @@
 //! added to D's first hidden layer. t = 0 (no diffusion) is an ordinary input.
 
 use serde::{Deserialize, Serialize};
-use tch::{nn, Kind, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
 use crate::error::{GanError, Result};
 
 /// sin/cos code of integer steps `t` ([n], Int64) with `dim` (even) channels and periods
 /// from 2π to 2π·10000: [n, dim] in float32.
 pub fn sinusoidal_embedding(t: &Tensor, dim: i64) -> Tensor {
+    sinusoidal_code(t, &sinusoidal_freqs(dim, t.device()))
+}
+
+/// The `dim / 2` angular frequencies 10000^(−k/(dim/2)) of [`sinusoidal_embedding`].
+fn sinusoidal_freqs(dim: i64, device: Device) -> Tensor {
     let half = dim / 2;
-    let freqs =
-        (Tensor::arange(half, (Kind::Float, t.device())) * (-(10000f64.ln()) / half as f64)).exp();
-    let args = t.to_kind(Kind::Float).unsqueeze(1) * freqs.unsqueeze(0);
+    (Tensor::arange(half, (Kind::Float, device)) * (-(10000f64.ln()) / half as f64))
+        .exp()
+        .unsqueeze(0)
+}
+
+fn sinusoidal_code(t: &Tensor, freqs: &Tensor) -> Tensor {
+    let args = t.to_kind(Kind::Float).unsqueeze(1) * freqs;
     Tensor::cat(&[args.sin(), args.cos()], 1)
 }
 
@@ -49,7 +58,8 @@ impl TimestepEmbeddingConfig {
     pub fn init(&self, path: nn::Path, out_dim: i64) -> TimestepEmbedding {
         let hidden = out_dim;
         TimestepEmbedding {
-            code_dim: self.code_dim,
+            freqs: sinusoidal_freqs(self.code_dim, path.device()),
+            act: super::LeakyRelu::new(0.2),
             fc1: nn::linear(&path / "fc1", self.code_dim, hidden, Default::default()),
             fc2: nn::linear(&path / "fc2", hidden, out_dim, Default::default()),
         }
@@ -59,7 +69,8 @@ impl TimestepEmbeddingConfig {
 /// sinusoidal code → Linear → LeakyReLU(0.2) → Linear.
 #[derive(Debug)]
 pub struct TimestepEmbedding {
-    code_dim: i64,
+    freqs: Tensor,
+    act: super::LeakyRelu,
     fc1: nn::Linear,
     fc2: nn::Linear,
 }
@@ -68,9 +79,9 @@ impl TimestepEmbedding {
     /// Embeds steps `t` ([n], Int64) to [n, out_dim].
     pub fn forward(&self, t: &Tensor) -> Tensor {
         use tch::nn::Module;
-        let code = sinusoidal_embedding(t, self.code_dim);
+        let code = sinusoidal_code(t, &self.freqs);
         self.fc2
-            .forward(&super::leaky_relu(&self.fc1.forward(&code), 0.2))
+            .forward(&self.act.forward(&self.fc1.forward(&code)))
     }
 }
 

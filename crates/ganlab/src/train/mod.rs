@@ -221,7 +221,11 @@ impl Trainer {
         let (g, d): (Box<dyn Generator>, Box<dyn Discriminator>) = match cfg.model.family {
             ModelFamily::Mlp => (
                 Box::new(cfg.model.mlp.init_generator(g_vs.root())),
-                Box::new(cfg.model.mlp.init_discriminator(d_vs.root())),
+                Box::new(
+                    cfg.model
+                        .mlp
+                        .init_discriminator(d_vs.root(), cfg.diffusion.enabled),
+                ),
             ),
         };
         let opt_g = FlatOptimizer::new(cfg.optim.g.clone(), g_vs.trainable_variables())?;
@@ -397,12 +401,21 @@ impl Trainer {
             let xg = self
                 .g
                 .forward(&Tensor::randn([m, zdim], (Kind::Float, dev)));
+            // Real and fake share the steps t; both are diffused in one call and, when D
+            // has no batch statistics, scored in one forward pass (fewer, larger ops).
             let t = self.diffusion.sample_t(m as usize);
-            let t_dev = Diffusion::t_tensor(&t, dev);
-            let y = self.diffusion.diffuse(&x, &t)?;
-            let yg = self.diffusion.diffuse(&xg, &t)?;
-            let real = self.d.forward(&y, &t_dev);
-            let fake = self.d.forward(&yg, &t_dev);
+            let t2 = [t.as_slice(), t.as_slice()].concat();
+            let yy = self.diffusion.diffuse(&Tensor::cat(&[&x, &xg], 0), &t2)?;
+            let (real, fake) = if self.d.batch_independent() {
+                let out = self.d.forward(&yy, &Diffusion::t_tensor(&t2, dev));
+                (out.narrow(0, 0, m), out.narrow(0, m, m))
+            } else {
+                let t_dev = Diffusion::t_tensor(&t, dev);
+                (
+                    self.d.forward(&yy.narrow(0, 0, m), &t_dev),
+                    self.d.forward(&yy.narrow(0, m, m), &t_dev),
+                )
+            };
             let loss_d = self.objective.d_loss(&real, &fake);
             self.opt_d.zero_grad();
             loss_d.backward();

@@ -1,0 +1,153 @@
+"""PyTorch reference workloads for `ganlab bench` (never used by tests or CI).
+
+Each workload mirrors the ganlab one of the same name: same shapes, same layer sizes, same
+optimizer, same per-step host syncs for logging. Run by `ganlab bench`, which passes the same
+--threads, --warmup, --iters and --repeats; prints one JSON line:
+{"workload", "unit", "rates": [items/s per repeat], "peak_rss_kb", "torch", "threads"}.
+
+Written the way a careful PyTorch user would: samples for the D step under no_grad, D frozen
+(requires_grad_(False)) during the G step, default torch.optim.Adam.
+"""
+
+import argparse
+import json
+import resource
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def mlp(i, o, hidden=128, layers=2, slope=0.2):
+    mods, d = [], i
+    for _ in range(layers):
+        mods += [nn.Linear(d, hidden), nn.LeakyReLU(slope)]
+        d = hidden
+    mods.append(nn.Linear(d, o))
+    return nn.Sequential(*mods)
+
+
+class TimeDisc(nn.Module):
+    """ganlab's MlpDiscriminator: LeakyReLU(W0 y + E(t)) -> hidden -> 1, E = sinusoidal code + MLP."""
+
+    def __init__(self, hidden=128, code_dim=32, slope=0.2):
+        super().__init__()
+        self.fc0 = nn.Linear(2, hidden)
+        self.fc1 = nn.Linear(hidden, hidden)
+        self.out = nn.Linear(hidden, 1)
+        self.e0 = nn.Linear(code_dim, hidden)
+        self.e1 = nn.Linear(hidden, hidden)
+        self.code_dim = code_dim
+        self.slope = slope
+        half = code_dim // 2
+        self.register_buffer("freqs", torch.exp(-torch.arange(half) * (torch.log(torch.tensor(10000.0)) / half)))
+
+    def forward(self, y, t):
+        a = t.float().unsqueeze(1) * self.freqs.unsqueeze(0)
+        code = torch.cat([a.sin(), a.cos()], 1)
+        e = self.e1(F.leaky_relu(self.e0(code), 0.2))
+        h = F.leaky_relu(self.fc0(y) + e, self.slope)
+        h = F.leaky_relu(self.fc1(h), self.slope)
+        return self.out(h)
+
+
+def gaussians25():
+    g = torch.tensor([-4.0, -2.0, 0.0, 2.0, 4.0])
+    return torch.cartesian_prod(g, g)
+
+
+def mlp_gan(args, diffusion):
+    """One non-saturating GAN step (1 D update + 1 G update) on 25 Gaussians, batch 256."""
+    batch, zdim = 256, 2
+    centres = gaussians25()
+    G = mlp(zdim, 2)
+    D = TimeDisc() if diffusion else mlp(2, 1)
+    og = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
+    od = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
+    T = 50
+    betas = torch.linspace(1e-4, 0.01, T)
+    abar = torch.cat([torch.ones(1), torch.cumprod(1 - betas, 0)])
+
+    def disc(x, t):
+        if not diffusion:
+            return D(x)
+        s = abar[t].unsqueeze(1)
+        y = s.sqrt() * x + (1 - s).sqrt() * 0.5 * torch.randn_like(x)
+        return D(y, t)
+
+    def step():
+        x = centres[torch.randint(0, 25, (batch,))] + 0.05 * torch.randn(batch, 2)
+        with torch.no_grad():
+            xg = G(torch.randn(batch, zdim))
+        t = torch.randint(0, T + 1, (batch,))
+        real, fake = disc(x, t), disc(xg, t)
+        ld = F.binary_cross_entropy_with_logits(real, torch.ones_like(real)) + \
+            F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+        od.zero_grad()
+        ld.backward()
+        od.step()
+        D.requires_grad_(False)
+        t = torch.randint(0, T + 1, (batch,))
+        f = disc(G(torch.randn(batch, zdim)), t)
+        lg = F.binary_cross_entropy_with_logits(f, torch.ones_like(f))
+        og.zero_grad()
+        lg.backward()
+        og.step()
+        D.requires_grad_(True)
+        # The logged scalars (ganlab logs the same four).
+        return ld.item(), lg.item(), real.detach().sigmoid().mean().item(), fake.detach().sigmoid().mean().item()
+
+    return step, 1
+
+
+def sample_mlp(args):
+    """Generator throughput: 65536 points per call, no grad."""
+    G = mlp(2, 2)
+    n = 65536
+
+    def step():
+        with torch.no_grad():
+            return G(torch.randn(n, 2)).sum().item()
+
+    return step, n
+
+
+WORKLOADS = {
+    "mlp_gan": lambda a: mlp_gan(a, False),
+    "mlp_diffusion_gan": lambda a: mlp_gan(a, True),
+    "sample_mlp": sample_mlp,
+}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("workload", choices=sorted(WORKLOADS))
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--warmup", type=int, default=50)
+    ap.add_argument("--iters", type=int, default=500)
+    ap.add_argument("--repeats", type=int, default=5)
+    a = ap.parse_args()
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    step, items = WORKLOADS[a.workload](a)
+    for _ in range(a.warmup):
+        step()
+    rates = []
+    for _ in range(a.repeats):
+        t0 = time.perf_counter()
+        for _ in range(a.iters):
+            step()
+        rates.append(a.iters * items / (time.perf_counter() - t0))
+    print(json.dumps({
+        "workload": a.workload,
+        "rates": rates,
+        "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }))
+
+
+if __name__ == "__main__":
+    main()

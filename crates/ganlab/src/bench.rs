@@ -1,0 +1,166 @@
+//! Benchmark workloads, timed the same way as their PyTorch twins in `bench/pytorch_ref.py`
+//! (same shapes, optimizer and per-step host syncs): `warmup` untimed calls, then `repeats`
+//! timed blocks of `iters` calls, each reported as items per second. `ganlab bench` runs
+//! every workload in its own process (so peak RSS is per workload) and prints medians and
+//! ratios; see docs/BENCHMARKS.md.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{GanError, Result};
+use crate::train::{TrainConfig, Trainer};
+
+/// Workload names, in table order.
+pub const WORKLOADS: &[&str] = &["mlp_gan", "mlp_diffusion_gan", "sample_mlp"];
+
+/// Calls per timed block for `workload` (about one second each on 2 CPU cores).
+pub fn default_iters(workload: &str) -> usize {
+    match workload {
+        "sample_mlp" => 40,
+        _ => 300,
+    }
+}
+
+/// What one process measured for one workload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Measurement {
+    /// Workload name.
+    pub workload: String,
+    /// Items per second, one per timed block.
+    pub rates: Vec<f64>,
+    /// Peak resident set size of the process in KiB (Linux `VmHWM`), if known.
+    pub peak_rss_kb: Option<u64>,
+    /// Intra-op threads libtorch used.
+    pub threads: i64,
+}
+
+impl Measurement {
+    /// Adds another process's rates; peak RSS is the larger.
+    pub fn absorb(&mut self, other: Measurement) {
+        self.rates.extend(other.rates);
+        self.peak_rss_kb = self.peak_rss_kb.max(other.peak_rss_kb);
+    }
+
+    /// Median of the rates.
+    pub fn median(&self) -> f64 {
+        median(&self.rates)
+    }
+}
+
+/// Median of a non-empty slice (mean of the middle two for even lengths).
+pub fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        0.5 * (s[n / 2 - 1] + s[n / 2])
+    }
+}
+
+/// Timing protocol.
+#[derive(Debug, Clone, Copy)]
+pub struct Protocol {
+    /// Untimed calls first.
+    pub warmup: usize,
+    /// Calls per timed block.
+    pub iters: usize,
+    /// Timed blocks.
+    pub repeats: usize,
+}
+
+/// Peak RSS of this process in KiB from /proc/self/status (None off Linux).
+pub fn peak_rss_kb() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A scratch run directory removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        Self(std::env::temp_dir().join(format!("ganlab-bench-{name}-{}", std::process::id())))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs one workload in this process.
+pub fn run(workload: &str, p: Protocol) -> Result<Measurement> {
+    let scratch = Scratch::new(workload);
+    // Each call returns how many items it processed.
+    let mut call: Box<dyn FnMut() -> Result<f64>> = match workload {
+        "mlp_gan" | "mlp_diffusion_gan" => {
+            let mut cfg = TrainConfig::default();
+            cfg.diffusion.enabled = workload == "mlp_diffusion_gan";
+            cfg.run.steps = 100_000_000;
+            let mut t = Trainer::new(cfg, &scratch.0)?;
+            Box::new(move || t.train_step().map(|_| 1.0))
+        }
+        "sample_mlp" => {
+            let t = Trainer::new(TrainConfig::default(), &scratch.0)?;
+            let n = 65536;
+            Box::new(move || {
+                let s = t.sample(n, 0).sum(tch::Kind::Float).double_value(&[]);
+                std::hint::black_box(s);
+                Ok(n as f64)
+            })
+        }
+        other => {
+            return Err(GanError::Input(format!(
+                "unknown workload {other:?}; known: {}",
+                WORKLOADS.join(", ")
+            )))
+        }
+    };
+    for _ in 0..p.warmup {
+        call()?;
+    }
+    let mut rates = Vec::with_capacity(p.repeats);
+    for _ in 0..p.repeats {
+        let t0 = Instant::now();
+        let mut items = 0.0;
+        for _ in 0..p.iters {
+            items += call()?;
+        }
+        rates.push(items / t0.elapsed().as_secs_f64());
+    }
+    Ok(Measurement {
+        workload: workload.to_string(),
+        rates,
+        peak_rss_kb: peak_rss_kb(),
+        threads: tch::get_num_threads() as i64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_odd_even_and_tiny_run() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        let _rng = crate::test_rng_lock();
+        let p = Protocol {
+            warmup: 1,
+            iters: 2,
+            repeats: 3,
+        };
+        let m = run("mlp_diffusion_gan", p).unwrap();
+        assert_eq!(m.rates.len(), 3);
+        assert!(m.rates.iter().all(|r| r.is_finite() && *r > 0.0));
+        assert!(run("nope", p).is_err());
+    }
+}

@@ -1,5 +1,7 @@
 //! Metrics. One metric per file; [`toy`] scores 2-D samples against known modes.
 
+pub mod features;
 pub mod toy;
 
+pub use features::{frechet_distance, inception_score, kid, prdc, FeatureStats, MeanStd, Prdc};
 pub use toy::{mode_stats, ModeStats};

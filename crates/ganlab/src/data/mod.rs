@@ -2,8 +2,10 @@
 //! samplers drawn from torch's generator (reseeded per step by the trainer, so a run is
 //! reproducible and resumable).
 
+pub mod idx;
 pub mod toy2d;
 
+pub use idx::{load_idx_images, read_idx, ImageSet, Split};
 pub use toy2d::{Toy2d, Toy2dConfig, Toy2dKind};
 
 use tch::{Device, Tensor};

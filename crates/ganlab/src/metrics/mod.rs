@@ -1,5 +1,6 @@
 //! Metrics. One metric per file; [`toy`] scores 2-D samples against known modes.
 
+pub mod eval;
 pub mod extractors;
 pub mod features;
 pub mod toy;

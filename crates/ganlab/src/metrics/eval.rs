@@ -1,0 +1,386 @@
+//! `ganlab eval`: image sets named by SPEC, features by an extractor, metrics on the
+//! features; real-set features cached by content hash. Protocol: docs/METRICS.md.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+use tch::{Device, Kind, Tensor};
+
+use super::extractors::{extract_all, FeatureExtractor, InceptionFid, MnistCnn};
+use super::features::{frechet_distance, inception_score, kid, prdc, FeatureStats, MeanStd};
+use crate::data::{load_idx_images, Split};
+use crate::error::{GanError, Result};
+use crate::train::Progress;
+
+/// Where images come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ImageSpec {
+    /// `NAME[:train|:test]`: the IDX set in `<data>/NAME` (mnist, fashion-mnist), train by default.
+    Dataset(String, Split),
+    /// A directory holding MNIST-layout IDX files, with `:train`/`:test`.
+    IdxDir(PathBuf, Split),
+    /// A float32 .npy of images [n, C, H, W] in [-1, 1] (e.g. generated samples).
+    Npy(PathBuf),
+}
+
+impl ImageSpec {
+    /// Parses SPEC: `x.npy`, `DIR[:split]` for an existing directory, else `NAME[:split]`.
+    pub fn parse(s: &str) -> Result<Self> {
+        if s.ends_with(".npy") {
+            return Ok(Self::Npy(PathBuf::from(s)));
+        }
+        let (base, split) = match s.rsplit_once(':') {
+            Some((b, "train")) => (b, Split::Train),
+            Some((b, "test")) => (b, Split::Test),
+            Some((_, other)) => {
+                return Err(GanError::config(
+                    "SPEC",
+                    format!("split must be :train or :test, got :{other} in {s:?}"),
+                ))
+            }
+            None => (s, Split::Train),
+        };
+        if Path::new(base).is_dir() {
+            return Ok(Self::IdxDir(PathBuf::from(base), split));
+        }
+        match base {
+            "mnist" | "fashion-mnist" => Ok(Self::Dataset(base.to_string(), split)),
+            _ => Err(GanError::config(
+                "SPEC",
+                format!(
+                    "{s:?} is not a .npy file, a directory or a dataset name (mnist, fashion-mnist)"
+                ),
+            )),
+        }
+    }
+
+    /// Loads the images (all of them; `n` takes the first n).
+    pub fn load(&self, data_dir: &Path, n: Option<i64>) -> Result<Tensor> {
+        let images = match self {
+            Self::Dataset(name, split) => load_idx_images(&data_dir.join(name), *split)?.images,
+            Self::IdxDir(dir, split) => load_idx_images(dir, *split)?.images,
+            Self::Npy(p) => crate::report::npy::read_f32(p)?,
+        };
+        let have = images.size()[0];
+        match n {
+            Some(n) if n > have => Err(GanError::Input(format!(
+                "{self:?}: asked for {n} images, it has {have}"
+            ))),
+            Some(n) => Ok(images.narrow(0, 0, n)),
+            None => Ok(images),
+        }
+    }
+}
+
+/// Which extractor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtractorKind {
+    /// The FID Inception-v3 (2048-d).
+    Inception,
+    /// ccexam's MNIST CNN (128-d, 10 logits).
+    MnistCnn,
+}
+
+impl ExtractorKind {
+    /// Parses `inception` or `mnist-cnn`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "inception" => Ok(Self::Inception),
+            "mnist-cnn" => Ok(Self::MnistCnn),
+            _ => Err(GanError::config(
+                "--extractor",
+                format!("must be inception or mnist-cnn, got {s:?}"),
+            )),
+        }
+    }
+
+    /// Loads it from `<data>/inception/default_1.pt` or `<data>/ccexam/mnist_cnn.safetensors`.
+    pub fn load(self, data_dir: &Path, device: Device) -> Result<Box<dyn FeatureExtractor>> {
+        Ok(match self {
+            Self::Inception => Box::new(InceptionFid::load(
+                &data_dir.join("inception/default_1.pt"),
+                device,
+            )?),
+            Self::MnistCnn => Box::new(MnistCnn::load(
+                &data_dir.join("ccexam/mnist_cnn.safetensors"),
+                device,
+            )?),
+        })
+    }
+}
+
+/// Metric names accepted by `--metrics`.
+pub const METRICS: &[&str] = &["fid", "kid", "is", "pr", "dc"];
+
+/// Settings of one evaluation.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    /// Subset of [`METRICS`].
+    pub metrics: Vec<String>,
+    /// KID subsets (torch-fidelity: 100).
+    pub kid_subsets: usize,
+    /// KID subset size (torch-fidelity: 1000; clipped to the smaller set).
+    pub kid_subset_size: i64,
+    /// IS splits (10).
+    pub is_splits: i64,
+    /// Seed of KID's subsets.
+    pub seed: u64,
+    /// Feature cache directory for the real set (None: no cache).
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// What `ganlab eval` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    /// Extractor name.
+    pub extractor: String,
+    /// Images in each set.
+    pub n_real: i64,
+    /// Images in the generated set.
+    pub n_fake: i64,
+    /// FID.
+    pub fid: Option<f64>,
+    /// KID mean/std over subsets.
+    pub kid: Option<MeanStd>,
+    /// KID subset size used.
+    pub kid_subset_size: Option<i64>,
+    /// Inception Score (or the extractor's analogue) of the generated set.
+    pub inception_score: Option<MeanStd>,
+    /// Precision (k = 3).
+    pub precision: Option<f64>,
+    /// Recall (k = 3).
+    pub recall: Option<f64>,
+    /// Density (k = 5).
+    pub density: Option<f64>,
+    /// Coverage (k = 5).
+    pub coverage: Option<f64>,
+    /// Whether the real features came from the cache.
+    pub real_cached: bool,
+    /// Seconds spent extracting features.
+    pub extract_seconds: f64,
+    /// Images per second of extraction (both sets, cache hits excluded).
+    pub images_per_second: f64,
+}
+
+/// 64-bit content hash (FNV-1a over bytes, finished with SplitMix64's mixer).
+pub fn content_hash(bytes: &[u8]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for b in bytes {
+        h = (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    crate::rng::mix64(h)
+}
+
+/// Features (and logits) of `images`, from the cache when present.
+fn features_cached(
+    ex: &dyn FeatureExtractor,
+    images: &Tensor,
+    cache: Option<&Path>,
+    progress: &mut dyn Progress,
+) -> Result<(Tensor, Option<Tensor>, bool)> {
+    let bytes = Vec::<u8>::try_from(
+        images
+            .to_kind(Kind::Float)
+            .contiguous()
+            .flatten(0, -1)
+            .view_dtype(Kind::Uint8),
+    )?;
+    // v1: the preprocessing of docs/METRICS.md; bump when it changes.
+    let key = format!(
+        "{}-v1-{:016x}-{}.safetensors",
+        ex.name(),
+        content_hash(&bytes),
+        images
+            .size()
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("x")
+    );
+    if let Some(dir) = cache {
+        let p = dir.join(&key);
+        if let Ok(named) = Tensor::read_safetensors(&p) {
+            let get = |k: &str| {
+                named
+                    .iter()
+                    .find(|(n, _)| n == k)
+                    .map(|(_, t)| t.shallow_clone())
+            };
+            if let Some(f) = get("features") {
+                return Ok((f, get("logits"), true));
+            }
+        }
+    }
+    let (f, l) = extract_all(ex, images, progress)?;
+    if let Some(dir) = cache {
+        std::fs::create_dir_all(dir).map_err(|e| GanError::Io {
+            path: dir.to_path_buf(),
+            error: e,
+        })?;
+        let mut named = vec![("features", &f)];
+        if let Some(l) = &l {
+            named.push(("logits", l));
+        }
+        let tmp = dir.join(format!("{key}.tmp{}", std::process::id()));
+        Tensor::write_safetensors(&named, &tmp)?;
+        std::fs::rename(&tmp, dir.join(&key)).map_err(|e| GanError::Io {
+            path: dir.join(&key),
+            error: e,
+        })?;
+    }
+    Ok((f, l, false))
+}
+
+/// Extracts features of both sets and computes the requested metrics.
+pub fn evaluate(
+    ex: &dyn FeatureExtractor,
+    real: &Tensor,
+    fake: &Tensor,
+    opts: &EvalOptions,
+    progress: &mut dyn Progress,
+) -> Result<EvalReport> {
+    for m in &opts.metrics {
+        if !METRICS.contains(&m.as_str()) {
+            return Err(GanError::config(
+                "--metrics",
+                format!("unknown metric {m:?}; known: {}", METRICS.join(", ")),
+            ));
+        }
+    }
+    let want = |m: &str| opts.metrics.iter().any(|x| x == m);
+    let t0 = Instant::now();
+    let (fr, _, real_cached) = features_cached(ex, real, opts.cache_dir.as_deref(), progress)?;
+    let (ff, logits, _) = features_cached(ex, fake, None, progress)?;
+    let extract_seconds = t0.elapsed().as_secs_f64();
+    let extracted = fake.size()[0] + if real_cached { 0 } else { real.size()[0] };
+    let mut r = EvalReport {
+        extractor: ex.name().to_string(),
+        n_real: real.size()[0],
+        n_fake: fake.size()[0],
+        fid: None,
+        kid: None,
+        kid_subset_size: None,
+        inception_score: None,
+        precision: None,
+        recall: None,
+        density: None,
+        coverage: None,
+        real_cached,
+        extract_seconds,
+        images_per_second: extracted as f64 / extract_seconds.max(1e-9),
+    };
+    if want("fid") {
+        let a = FeatureStats::from_features(&fr)?;
+        let b = FeatureStats::from_features(&ff)?;
+        r.fid = Some(frechet_distance(&a, &b)?);
+    }
+    if want("kid") {
+        let m = opts.kid_subset_size.min(r.n_real).min(r.n_fake);
+        r.kid = Some(kid(&fr, &ff, opts.kid_subsets, m, opts.seed)?);
+        r.kid_subset_size = Some(m);
+    }
+    if want("is") {
+        let l = logits.ok_or_else(|| {
+            GanError::config(
+                "--metrics",
+                format!(
+                    "is needs class logits; the {} extractor has none (use mnist-cnn)",
+                    ex.name()
+                ),
+            )
+        })?;
+        r.inception_score = Some(inception_score(&l, opts.is_splits)?);
+    }
+    if want("pr") || want("dc") {
+        let p = prdc(&fr, &ff, 3, 5)?;
+        if want("pr") {
+            r.precision = Some(p.precision);
+            r.recall = Some(p.recall);
+        }
+        if want("dc") {
+            r.density = Some(p.density);
+            r.coverage = Some(p.coverage);
+        }
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse_or_name_the_problem() {
+        assert_eq!(
+            ImageSpec::parse("mnist:test").unwrap(),
+            ImageSpec::Dataset("mnist".into(), Split::Test)
+        );
+        assert_eq!(
+            ImageSpec::parse("fashion-mnist").unwrap(),
+            ImageSpec::Dataset("fashion-mnist".into(), Split::Train)
+        );
+        assert_eq!(
+            ImageSpec::parse("x/s.npy").unwrap(),
+            ImageSpec::Npy("x/s.npy".into())
+        );
+        let e = ImageSpec::parse("mnist:val").unwrap_err().to_string();
+        assert!(e.contains(":train or :test"), "{e}");
+        let e = ImageSpec::parse("cifar").unwrap_err().to_string();
+        assert!(e.contains("dataset name"), "{e}");
+        assert_ne!(content_hash(b"ab"), content_hash(b"ba"));
+    }
+
+    /// Flattens images and keeps the first 6 values (a stand-in extractor).
+    struct Flat;
+    impl FeatureExtractor for Flat {
+        fn name(&self) -> &'static str {
+            "flat"
+        }
+        fn dim(&self) -> i64 {
+            6
+        }
+        fn batch_size(&self) -> i64 {
+            7
+        }
+        fn extract(&self, images: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+            Ok((images.flatten(1, -1).narrow(1, 0, 6), None))
+        }
+    }
+
+    /// Identical sets: FID ≈ 0 (< 1e-6), precision = recall = coverage = 1; the second call
+    /// reads the real features from the cache; IS without logits is a named error.
+    #[test]
+    fn evaluate_identical_sets_and_cache() {
+        let _rng = crate::test_rng_lock();
+        tch::manual_seed(1);
+        let x = Tensor::rand([30, 1, 4, 4], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+        let dir = std::env::temp_dir().join(format!("ganlab-evalcache-{}", std::process::id()));
+        let mut opts = EvalOptions {
+            metrics: vec!["fid".into(), "kid".into(), "pr".into(), "dc".into()],
+            kid_subsets: 5,
+            kid_subset_size: 1000,
+            is_splits: 10,
+            seed: 0,
+            cache_dir: Some(dir.clone()),
+        };
+        let mut quiet = crate::train::Silent;
+        let r = evaluate(&Flat, &x, &x, &opts, &mut quiet).unwrap();
+        assert!(r.fid.unwrap().abs() < 1e-6);
+        assert_eq!(r.kid_subset_size, Some(30));
+        assert_eq!(
+            (r.precision, r.recall, r.coverage),
+            (Some(1.0), Some(1.0), Some(1.0))
+        );
+        assert!(!r.real_cached);
+        let again = evaluate(&Flat, &x, &x, &opts, &mut quiet).unwrap();
+        assert!(again.real_cached);
+        assert_eq!(again.fid, r.fid);
+        opts.metrics = vec!["is".into()];
+        let e = evaluate(&Flat, &x, &x, &opts, &mut quiet)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("logits"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -114,3 +114,24 @@ fn js_toy_experiment_writes_figure() {
     }
     std::fs::remove_dir_all(d).unwrap();
 }
+
+/// `ganlab eval` with bad input: an unknown SPEC, a missing extractor file and an unknown
+/// metric each give exit 2 and a line naming the problem.
+#[test]
+fn eval_bad_input_is_exit_2() {
+    let d = tmp("eval");
+    std::fs::create_dir_all(d.join("data")).unwrap();
+    let cases: [(&[&str], &str); 3] = [
+        (&["--real", "cifar", "--fake", "mnist"], "dataset name"),
+        (&["--real", "x.npy", "--fake", "y.npy"], "x.npy"),
+        (&["--real", "mnist", "--fake", "mnist", "--extractor", "vgg"], "--extractor"),
+    ];
+    for (args, want) in cases {
+        let mut all = vec!["eval", "--data", "data", "--quiet"];
+        all.extend_from_slice(args);
+        let o = ganlab(&all, &d);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}

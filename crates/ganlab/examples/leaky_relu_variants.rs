@@ -4,11 +4,13 @@
 
 use std::time::Instant;
 use tch::{Kind, Tensor};
+type Activation<'a> = Box<dyn Fn(&Tensor) -> Tensor + 'a>;
+
 fn main() {
     // One gradient-free op builds the factor; autograd then records a single mul.
     let x = Tensor::randn([512, 128], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
     let w = Tensor::from_slice(&[0.2f32]);
-    let fs: Vec<(&str, Box<dyn Fn(&Tensor) -> Tensor>)> = vec![
+    let fs: Vec<(&str, Activation<'_>)> = vec![
         ("prelu", Box::new(|x: &Tensor| x.prelu(&w))),
         ("leaky001", Box::new(|x: &Tensor| x.leaky_relu())),
         (

@@ -65,13 +65,15 @@ impl GanError {
 
     /// True for errors caused by what the user gave us (exit code 2 in the CLI).
     pub fn is_user_error(&self) -> bool {
-        matches!(
-            self,
+        match self {
             GanError::Config { .. }
-                | GanError::ConfigParse { .. }
-                | GanError::Input(_)
-                | GanError::Checkpoint { .. }
-        )
+            | GanError::ConfigParse { .. }
+            | GanError::Input(_)
+            | GanError::Checkpoint { .. } => true,
+            // A path the user named that does not exist.
+            GanError::Io { error, .. } => error.kind() == std::io::ErrorKind::NotFound,
+            _ => false,
+        }
     }
 }
 

@@ -81,8 +81,8 @@ enum Command {
 /// Arguments of `ganlab eval`.
 #[derive(Args, Debug)]
 struct EvalArgs {
-    /// Real images: mnist[:train|:test], fashion-mnist[:test], an IDX directory[:split], or a
-    /// float32 .npy [n, C, H, W] in [-1, 1].
+    /// Real images: mnist[:train|:test], fashion-mnist[:test], a folder of PNG/JPEG images,
+    /// an IDX directory[:split], or a float32 .npy [n, C, H, W] in [-1, 1].
     #[arg(long)]
     real: String,
     /// Generated images, same forms as --real.
@@ -97,6 +97,9 @@ struct EvalArgs {
     /// Use the first N images of each set (default: all).
     #[arg(long)]
     n: Option<i64>,
+    /// Resize and centre-crop folder images to SIZE×SIZE (needed when their sizes differ).
+    #[arg(long)]
+    size: Option<i64>,
     /// KID subsets.
     #[arg(long, default_value_t = 100)]
     kid_subsets: usize,
@@ -396,8 +399,8 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| PathBuf::from("data"));
     let device = ganlab::train::resolve_device(&a.device)?;
     let kind = ExtractorKind::parse(&a.extractor)?;
-    let real = ImageSpec::parse(&a.real)?.load(&data, a.n)?;
-    let fake = ImageSpec::parse(&a.fake)?.load(&data, a.n)?;
+    let real = ImageSpec::parse(&a.real)?.load(&data, a.n, a.size)?;
+    let fake = ImageSpec::parse(&a.fake)?.load(&data, a.n, a.size)?;
     let ex = kind.load(&data, device)?;
     let opts = EvalOptions {
         metrics: a.metrics,

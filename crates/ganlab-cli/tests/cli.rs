@@ -124,7 +124,10 @@ fn eval_bad_input_is_exit_2() {
     let cases: [(&[&str], &str); 3] = [
         (&["--real", "cifar", "--fake", "mnist"], "dataset name"),
         (&["--real", "x.npy", "--fake", "y.npy"], "x.npy"),
-        (&["--real", "mnist", "--fake", "mnist", "--extractor", "vgg"], "--extractor"),
+        (
+            &["--real", "mnist", "--fake", "mnist", "--extractor", "vgg"],
+            "--extractor",
+        ),
     ];
     for (args, want) in cases {
         let mut all = vec!["eval", "--data", "data", "--quiet"];

@@ -2,9 +2,11 @@
 //! samplers drawn from torch's generator (reseeded per step by the trainer, so a run is
 //! reproducible and resumable).
 
+pub mod folder;
 pub mod idx;
 pub mod toy2d;
 
+pub use folder::{grid, load_image_folder, write_png};
 pub use idx::{load_idx_images, read_idx, ImageSet, Split};
 pub use toy2d::{Toy2d, Toy2dConfig, Toy2dKind};
 

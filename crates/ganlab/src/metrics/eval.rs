@@ -22,10 +22,13 @@ pub enum ImageSpec {
     IdxDir(PathBuf, Split),
     /// A float32 .npy of images [n, C, H, W] in [-1, 1] (e.g. generated samples).
     Npy(PathBuf),
+    /// A folder of PNG/JPEG images ([`crate::data::load_image_folder`]).
+    Folder(PathBuf),
 }
 
 impl ImageSpec {
-    /// Parses SPEC: `x.npy`, `DIR[:split]` for an existing directory, else `NAME[:split]`.
+    /// Parses SPEC: `x.npy`; a directory holding images; `DIR[:split]` for a directory of
+    /// IDX files; else `NAME[:split]`.
     pub fn parse(s: &str) -> Result<Self> {
         if s.ends_with(".npy") {
             return Ok(Self::Npy(PathBuf::from(s)));
@@ -41,6 +44,9 @@ impl ImageSpec {
             }
             None => (s, Split::Train),
         };
+        if Path::new(s).is_dir() && crate::data::folder::image_files(Path::new(s)).is_ok() {
+            return Ok(Self::Folder(PathBuf::from(s)));
+        }
         if Path::new(base).is_dir() {
             return Ok(Self::IdxDir(PathBuf::from(base), split));
         }
@@ -55,12 +61,14 @@ impl ImageSpec {
         }
     }
 
-    /// Loads the images (all of them; `n` takes the first n).
-    pub fn load(&self, data_dir: &Path, n: Option<i64>) -> Result<Tensor> {
+    /// Loads the images (all of them; `n` takes the first n); `size` resizes and
+    /// centre-crops folder images to size × size (other sources keep their size).
+    pub fn load(&self, data_dir: &Path, n: Option<i64>, size: Option<i64>) -> Result<Tensor> {
         let images = match self {
             Self::Dataset(name, split) => load_idx_images(&data_dir.join(name), *split)?.images,
             Self::IdxDir(dir, split) => load_idx_images(dir, *split)?.images,
             Self::Npy(p) => crate::report::npy::read_f32(p)?,
+            Self::Folder(p) => crate::data::load_image_folder(p, size)?.images,
         };
         let have = images.size()[0];
         match n {
@@ -329,6 +337,15 @@ mod tests {
         let e = ImageSpec::parse("cifar").unwrap_err().to_string();
         assert!(e.contains("dataset name"), "{e}");
         assert_ne!(content_hash(b"ab"), content_hash(b"ba"));
+        let dir = std::env::temp_dir().join(format!("ganlab-spec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let img = Tensor::zeros([1, 2, 2], (Kind::Float, Device::Cpu));
+        crate::data::write_png(&dir.join("0.png"), &img).unwrap();
+        let spec = ImageSpec::parse(dir.to_str().unwrap()).unwrap();
+        assert_eq!(spec, ImageSpec::Folder(dir.clone()));
+        let x = spec.load(Path::new("unused"), None, Some(4)).unwrap();
+        assert_eq!(x.size(), vec![1, 1, 4, 4]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// Flattens images and keeps the first 6 values (a stand-in extractor).

@@ -138,6 +138,7 @@ pub struct FlatOptimizer {
     cfg: OptimizerConfig,
     params: Vec<Tensor>,
     flat: Tensor,
+    flat_grad: Tensor,
     m: Tensor,
     v: Tensor,
     steps: u64,
@@ -160,11 +161,20 @@ impl FlatOptimizer {
                 0,
             )
         });
+        // Gradients live in one buffer too: each parameter's .grad is defined once (by a
+        // zero backward) and then re-pointed at its slice, so autograd accumulates in place
+        // into `flat_grad` and an update reads it without gathering.
+        let flat_grad = flat.zeros_like();
         let mut offset = 0;
         for p in params.iter_mut() {
             let n = p.numel() as i64;
             let view = flat.narrow(0, offset, n).view(p.size().as_slice());
             p.set_data(&view);
+            if p.requires_grad() {
+                (&*p * 0.0).sum(Kind::Float).backward();
+                let mut g = p.grad();
+                g.set_data(&flat_grad.narrow(0, offset, n).view(p.size().as_slice()));
+            }
             offset += n;
         }
         let m = flat.zeros_like();
@@ -173,6 +183,7 @@ impl FlatOptimizer {
             cfg,
             params,
             flat,
+            flat_grad,
             m,
             v,
             steps: 0,
@@ -208,9 +219,7 @@ impl FlatOptimizer {
 
     /// Clears the gradients of all parameters.
     pub fn zero_grad(&mut self) {
-        for p in self.params.iter_mut() {
-            p.zero_grad();
-        }
+        let _ = self.flat_grad.zero_();
     }
 
     /// Turns gradient tracking of all parameters on or off (off while the other network
@@ -224,19 +233,7 @@ impl FlatOptimizer {
     /// One update from the current gradients (missing gradients count as zero).
     pub fn step(&mut self) {
         let _guard = tch::no_grad_guard();
-        let grads: Vec<Tensor> = self
-            .params
-            .iter()
-            .map(|p| {
-                let g = p.grad();
-                if g.defined() {
-                    g.reshape([-1])
-                } else {
-                    p.zeros_like().reshape([-1])
-                }
-            })
-            .collect();
-        let g = Tensor::cat(&grads, 0);
+        let g = &self.flat_grad;
         self.steps += 1;
         let c = &self.cfg;
         let lr = c.lr * self.lr_factor;

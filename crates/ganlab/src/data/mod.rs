@@ -19,3 +19,32 @@ pub trait Sampler: std::fmt::Debug {
     /// A batch of `n` samples on `device`.
     fn sample(&mut self, n: i64, device: Device) -> Result<Tensor>;
 }
+
+/// Draws minibatches from a fixed tensor [N, ...] with replacement, through libtorch's
+/// generator (which the trainer reseeds per step), so batches are reproducible and a resumed
+/// run draws exactly what an uninterrupted one would.
+#[derive(Debug)]
+pub struct TensorSampler {
+    data: Tensor,
+}
+
+impl TensorSampler {
+    /// Samples rows of `data` (at least one).
+    pub fn new(data: Tensor) -> Result<Self> {
+        if data.size().first().copied().unwrap_or(0) < 1 {
+            return Err(crate::error::GanError::Input("data set is empty".into()));
+        }
+        Ok(Self { data })
+    }
+}
+
+impl Sampler for TensorSampler {
+    fn sample(&mut self, n: i64, device: Device) -> Result<Tensor> {
+        let idx = Tensor::randint(
+            self.data.size()[0],
+            [n],
+            (tch::Kind::Int64, tch::Device::Cpu),
+        );
+        Ok(self.data.index_select(0, &idx).to_device(device))
+    }
+}

@@ -2,6 +2,7 @@
 //! generator and discriminator implementing [`Generator`] and [`Discriminator`], so the
 //! trainer runs any of them unchanged.
 
+pub mod dcgan;
 pub mod mlp;
 
 use tch::Tensor;

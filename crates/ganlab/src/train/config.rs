@@ -9,6 +9,7 @@ use super::optim::OptimizerConfig;
 use crate::data::Toy2dConfig;
 use crate::diffusion::DiffusionConfig;
 use crate::error::{GanError, Result};
+use crate::models::dcgan::DcganConfig;
 use crate::models::mlp::MlpConfig;
 use crate::objectives::ObjectiveConfig;
 
@@ -61,6 +62,42 @@ impl Default for RunConfig {
 pub enum DataSource {
     /// A built-in 2-D set (`[data.toy2d]`).
     Toy2d,
+    /// An MNIST-layout IDX image set (`[data.idx]`), e.g. fetched MNIST or Fashion-MNIST.
+    Idx,
+}
+
+/// `[data.idx]`: an IDX image directory and split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdxDataConfig {
+    /// Directory with `train-images-idx3-ubyte[.gz]` etc. (relative paths: from the working
+    /// directory).
+    pub dir: std::path::PathBuf,
+    /// `train` or `test`.
+    pub split: String,
+}
+
+impl Default for IdxDataConfig {
+    fn default() -> Self {
+        Self {
+            dir: "data/mnist".into(),
+            split: "train".into(),
+        }
+    }
+}
+
+impl IdxDataConfig {
+    /// The split as a [`crate::data::Split`].
+    pub fn split(&self) -> Result<crate::data::Split> {
+        match self.split.as_str() {
+            "train" => Ok(crate::data::Split::Train),
+            "test" => Ok(crate::data::Split::Test),
+            other => Err(GanError::config(
+                "data.idx.split",
+                format!("must be train or test, got {other:?}"),
+            )),
+        }
+    }
 }
 
 /// `[data]`.
@@ -71,6 +108,8 @@ pub struct DataConfig {
     pub source: DataSource,
     /// Settings of the 2-D sets.
     pub toy2d: Toy2dConfig,
+    /// Settings of IDX image sets.
+    pub idx: IdxDataConfig,
 }
 
 impl Default for DataConfig {
@@ -78,6 +117,7 @@ impl Default for DataConfig {
         Self {
             source: DataSource::Toy2d,
             toy2d: Toy2dConfig::default(),
+            idx: IdxDataConfig::default(),
         }
     }
 }
@@ -88,6 +128,8 @@ impl Default for DataConfig {
 pub enum ModelFamily {
     /// MLP G and D (`[model.mlp]`).
     Mlp,
+    /// DCGAN G and D (`[model.dcgan]`).
+    Dcgan,
 }
 
 /// `[model]`.
@@ -98,6 +140,8 @@ pub struct ModelConfig {
     pub family: ModelFamily,
     /// MLP settings.
     pub mlp: MlpConfig,
+    /// DCGAN settings.
+    pub dcgan: DcganConfig,
 }
 
 impl Default for ModelConfig {
@@ -105,6 +149,7 @@ impl Default for ModelConfig {
         Self {
             family: ModelFamily::Mlp,
             mlp: MlpConfig::default(),
+            dcgan: DcganConfig::default(),
         }
     }
 }
@@ -231,6 +276,19 @@ impl TrainConfig {
         super::parse_device(&r.device)?;
         self.data.toy2d.validate("data.toy2d")?;
         self.model.mlp.validate("model.mlp")?;
+        self.model.dcgan.validate("model.dcgan")?;
+        self.data.idx.split()?;
+        match (self.data.source, self.model.family) {
+            (DataSource::Toy2d, ModelFamily::Mlp) | (DataSource::Idx, ModelFamily::Dcgan) => {}
+            (source, family) => {
+                return Err(GanError::config(
+                    "model.family",
+                    format!(
+                        "{family:?} does not fit data.source {source:?} (toy2d needs mlp, idx needs dcgan)"
+                    ),
+                ))
+            }
+        }
         if self.data.source == DataSource::Toy2d && self.model.mlp.data_dim != 2 {
             return Err(GanError::config(
                 "model.mlp.data_dim",

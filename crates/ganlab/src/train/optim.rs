@@ -241,7 +241,7 @@ impl FlatOptimizer {
             OptimizerKind::Adam => {
                 let bc1 = 1.0 - c.beta1.powi(self.steps as i32);
                 let bc2 = 1.0 - c.beta2.powi(self.steps as i32);
-                let _ = self.m.lerp_(&g, 1.0 - c.beta1);
+                let _ = self.m.lerp_(g, 1.0 - c.beta1);
                 let _ = self.v.lerp_(&g.square(), 1.0 - c.beta2);
                 let denom = (&self.v / bc2).sqrt() + c.eps;
                 let _ = self.flat.addcdiv_(&(&self.m * (-lr / bc1)), &denom);

@@ -44,7 +44,8 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
-    /// Draw samples from a trained run (2-D: samples.npy and a scatter plot).
+    /// Draw samples from a trained run: samples.npy, plus a scatter plot (2-D) or PNGs in
+    /// images/ and grid.png (images).
     Sample {
         /// Run directory.
         #[arg(long)]
@@ -285,10 +286,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ganlab::train::create_output_dir(&out)?;
             let x = t.sample(n, seed);
             ganlab::report::npy::write_f32(&out.join("samples.npy"), &x)?;
-            if x.size().get(1) == Some(&2) {
+            if x.dim() == 2 && x.size()[1] == 2 {
                 let svg = t.scatter_svg(&x, &format!("{} samples, step {}", n, t.step()))?;
                 std::fs::write(out.join("samples.svg"), svg)
                     .with_context(|| format!("writing {}", out.display()))?;
+            } else if x.dim() == 4 {
+                // One PNG per sample in images/ (an image-folder SPEC for `ganlab eval`) and
+                // an 8-wide grid of the first 64.
+                let x = x.to_device(tch::Device::Cpu);
+                let images = out.join("images");
+                std::fs::create_dir_all(&images)
+                    .with_context(|| format!("creating {}", images.display()))?;
+                for i in 0..n {
+                    ganlab::data::write_png(&images.join(format!("{i:06}.png")), &x.get(i))?;
+                }
+                let g = ganlab::data::grid(&x.narrow(0, 0, n.min(64)), 8, 2)?;
+                ganlab::data::write_png(&out.join("grid.png"), &g)?;
             }
             println!(
                 "wrote {n} samples of {} (step {}) to {}",

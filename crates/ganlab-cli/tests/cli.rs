@@ -138,3 +138,32 @@ fn eval_bad_input_is_exit_2() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
 }
+
+/// An image run end to end: DCGAN + Diffusion-GAN on a tiny IDX set, then `sample` writes
+/// one PNG per sample and a grid.
+#[test]
+fn image_run_train_and_sample_pngs() {
+    let d = tmp("images");
+    std::fs::create_dir_all(d.join("idx")).unwrap();
+    let mut bytes = vec![0u8, 0, 8, 3];
+    for n in [8u32, 28, 28] {
+        bytes.extend(n.to_be_bytes());
+    }
+    bytes.extend((0..8 * 28 * 28).map(|i| ((i * 13) % 256) as u8));
+    std::fs::write(d.join("idx/train-images-idx3-ubyte"), bytes).unwrap();
+    let cfg = "[run]\nsteps = 2\nbatch_size = 4\neval_every = 2\ncheckpoint_every = 2\neval_samples = 8\ndevice = \"cpu\"\n[data]\nsource = \"idx\"\n[data.idx]\ndir = \"idx\"\n[model]\nfamily = \"dcgan\"\n[model.dcgan]\nwidth = 4\nlatent_dim = 8\n[diffusion]\nenabled = true\n";
+    std::fs::write(d.join("img.toml"), cfg).unwrap();
+    let o = ganlab(&["train", "img.toml", "--out", "run", "--quiet"], &d);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(d.join("run/samples.png").exists());
+    let o = ganlab(&["sample", "--run", "run", "--n", "5", "--out", "s"], &d);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for f in [
+        "s/images/000000.png",
+        "s/images/000004.png",
+        "s/grid.png",
+        "s/samples.npy",
+    ] {
+        assert!(d.join(f).exists(), "{f} missing");
+    }
+}

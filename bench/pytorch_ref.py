@@ -101,6 +101,46 @@ def mlp_gan(args, diffusion):
     return step, 1
 
 
+def dcgan32_gan(args):
+    """One DCGAN 32x32 RGB step (width 64, z 100, batch 64, BN in train mode, Adam 2e-4/0.5),
+    1024 fixed random images drawn with replacement; the same nets as ganlab's DcganConfig."""
+    w, nz, batch = 64, 100, 64
+    G = nn.Sequential(
+        nn.ConvTranspose2d(nz, 4 * w, 4, 1, 0, bias=False), nn.BatchNorm2d(4 * w), nn.ReLU(),
+        nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * w), nn.ReLU(),
+        nn.ConvTranspose2d(2 * w, w, 4, 2, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(),
+        nn.ConvTranspose2d(w, 3, 4, 2, 1), nn.Tanh())
+    D = nn.Sequential(
+        nn.Conv2d(3, w, 4, 2, 1), nn.LeakyReLU(0.2),
+        nn.Conv2d(w, 2 * w, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * w), nn.LeakyReLU(0.2),
+        nn.Conv2d(2 * w, 4 * w, 4, 2, 1, bias=False), nn.BatchNorm2d(4 * w), nn.LeakyReLU(0.2),
+        nn.Conv2d(4 * w, 1, 4, 1, 0), nn.Flatten())
+    og = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
+    od = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
+    data = torch.rand(1024, 3, 32, 32) * 2 - 1
+
+    def step():
+        x = data[torch.randint(0, 1024, (batch,))]
+        with torch.no_grad():
+            xg = G(torch.randn(batch, nz, 1, 1))
+        real, fake = D(x), D(xg)
+        ld = F.binary_cross_entropy_with_logits(real, torch.ones_like(real)) + \
+            F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+        od.zero_grad()
+        ld.backward()
+        od.step()
+        D.requires_grad_(False)
+        f = D(G(torch.randn(batch, nz, 1, 1)))
+        lg = F.binary_cross_entropy_with_logits(f, torch.ones_like(f))
+        og.zero_grad()
+        lg.backward()
+        og.step()
+        D.requires_grad_(True)
+        return ld.item(), lg.item(), real.detach().sigmoid().mean().item(), fake.detach().sigmoid().mean().item()
+
+    return step, 1
+
+
 def sample_mlp(args):
     """Generator throughput: 65536 points per call, no grad."""
     G = mlp(2, 2)
@@ -148,6 +188,7 @@ WORKLOADS = {
     "mlp_gan": lambda a: mlp_gan(a, False),
     "mlp_diffusion_gan": lambda a: mlp_gan(a, True),
     "sample_mlp": sample_mlp,
+    "dcgan32_gan": dcgan32_gan,
     "inception_features": inception_features,
 }
 

@@ -17,6 +17,7 @@ pub const WORKLOADS: &[&str] = &[
     "mlp_gan",
     "mlp_diffusion_gan",
     "sample_mlp",
+    "dcgan32_gan",
     "inception_features",
 ];
 
@@ -25,6 +26,7 @@ pub fn default_iters(workload: &str) -> usize {
     match workload {
         "sample_mlp" => 40,
         "inception_features" => 2,
+        "dcgan32_gan" => 10,
         _ => 300,
     }
 }
@@ -33,6 +35,7 @@ pub fn default_iters(workload: &str) -> usize {
 pub fn default_warmup(workload: &str) -> usize {
     match workload {
         "inception_features" => 1,
+        "dcgan32_gan" => 3,
         _ => 50,
     }
 }
@@ -132,6 +135,25 @@ pub fn run(workload: &str, p: Protocol) -> Result<Measurement> {
             cfg.diffusion.enabled = workload == "mlp_diffusion_gan";
             cfg.run.steps = 100_000_000;
             let mut t = Trainer::new(cfg, &scratch.0)?;
+            Box::new(move || t.train_step().map(|_| 1.0))
+        }
+        "dcgan32_gan" => {
+            // DCGAN 32×32 RGB, width 64, z 100, batch 64, non-saturating, Adam; data: 1024
+            // fixed random images drawn with replacement.
+            let mut cfg = TrainConfig::default();
+            cfg.data.source = crate::train::DataSource::Idx;
+            cfg.model.family = crate::train::ModelFamily::Dcgan;
+            cfg.model.dcgan.image_size = 32;
+            cfg.model.dcgan.channels = 3;
+            cfg.diffusion.enabled = false;
+            cfg.run.batch_size = 64;
+            cfg.run.steps = 100_000_000;
+            tch::manual_seed(0);
+            let images = tch::Tensor::rand([1024, 3, 32, 32], (tch::Kind::Float, tch::Device::Cpu))
+                * 2.0
+                - 1.0;
+            let data = Box::new(crate::data::TensorSampler::new(images)?);
+            let mut t = Trainer::with_sampler(cfg, &scratch.0, data)?;
             Box::new(move || t.train_step().map(|_| 1.0))
         }
         "sample_mlp" => {

@@ -86,7 +86,8 @@ struct EvalArgs {
     /// an IDX directory[:split], or a float32 .npy [n, C, H, W] in [-1, 1].
     #[arg(long)]
     real: String,
-    /// Generated images, same forms as --real.
+    /// Generated images, same forms as --real, or a run directory (samples from its newest
+    /// checkpoint; --n of them, default its eval_samples).
     #[arg(long)]
     fake: String,
     /// Comma-separated: fid, kid, is, pr (precision/recall, k = 3), dc (density/coverage, k = 5).

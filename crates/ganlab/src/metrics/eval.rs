@@ -24,10 +24,12 @@ pub enum ImageSpec {
     Npy(PathBuf),
     /// A folder of PNG/JPEG images ([`crate::data::load_image_folder`]).
     Folder(PathBuf),
+    /// A run directory with an image generator: samples from its newest checkpoint.
+    Run(PathBuf),
 }
 
 impl ImageSpec {
-    /// Parses SPEC: `x.npy`; a directory holding images; `DIR[:split]` for a directory of
+    /// Parses SPEC: `x.npy`; a run directory; a directory holding images; `DIR[:split]` for a directory of
     /// IDX files; else `NAME[:split]`.
     pub fn parse(s: &str) -> Result<Self> {
         if s.ends_with(".npy") {
@@ -44,6 +46,9 @@ impl ImageSpec {
             }
             None => (s, Split::Train),
         };
+        if Path::new(s).join("checkpoints").is_dir() && Path::new(s).join("config.toml").is_file() {
+            return Ok(Self::Run(PathBuf::from(s)));
+        }
         if Path::new(s).is_dir() && crate::data::folder::image_files(Path::new(s)).is_ok() {
             return Ok(Self::Folder(PathBuf::from(s)));
         }
@@ -69,6 +74,7 @@ impl ImageSpec {
             Self::IdxDir(dir, split) => load_idx_images(dir, *split)?.images,
             Self::Npy(p) => crate::report::npy::read_f32(p)?,
             Self::Folder(p) => crate::data::load_image_folder(p, size)?.images,
+            Self::Run(dir) => return sample_run(dir, n),
         };
         let have = images.size()[0];
         match n {
@@ -79,6 +85,29 @@ impl ImageSpec {
             None => Ok(images),
         }
     }
+}
+
+/// `n` samples (default: the run's `eval_samples`) of the run in `dir`, drawn in chunks of
+/// 1000 latent codes (seeds 0, 1, ...; BatchNorm statistics per chunk).
+fn sample_run(dir: &Path, n: Option<i64>) -> Result<Tensor> {
+    let t = crate::train::Trainer::open(dir)?;
+    let n = n.unwrap_or(t.config().run.eval_samples);
+    let mut parts = Vec::new();
+    let mut done = 0;
+    while done < n {
+        let len = 1000.min(n - done);
+        parts.push(t.sample(len, parts.len() as u64).to_device(Device::Cpu));
+        done += len;
+    }
+    let x = Tensor::cat(&parts, 0);
+    if x.dim() != 4 {
+        return Err(GanError::Input(format!(
+            "{}: the run generates {:?} samples, not images",
+            dir.display(),
+            x.size()
+        )));
+    }
+    Ok(x)
 }
 
 /// Which extractor.

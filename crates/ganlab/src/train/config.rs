@@ -37,6 +37,10 @@ pub struct RunConfig {
     pub eval_samples: i64,
     /// "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
     pub device: String,
+    /// Decay β of an exponential moving average of G's weights, updated after every G step
+    /// (ema ← β·ema + (1 − β)·θ); samples, grids and evaluations use it. 0 = off. BatchNorm
+    /// running statistics are not averaged (DCGAN samples with batch statistics).
+    pub ema_beta: f64,
 }
 
 impl Default for RunConfig {
@@ -52,6 +56,7 @@ impl Default for RunConfig {
             keep_checkpoints: 3,
             eval_samples: 2500,
             device: "auto".into(),
+            ema_beta: 0.0,
         }
     }
 }
@@ -274,6 +279,12 @@ impl TrainConfig {
             ));
         }
         super::parse_device(&r.device)?;
+        if !(0.0..1.0).contains(&r.ema_beta) {
+            return Err(GanError::config(
+                "run.ema_beta",
+                format!("must be in [0, 1), got {}", r.ema_beta),
+            ));
+        }
         self.data.toy2d.validate("data.toy2d")?;
         self.model.mlp.validate("model.mlp")?;
         self.model.dcgan.validate("model.dcgan")?;

@@ -191,6 +191,11 @@ impl FlatOptimizer {
         })
     }
 
+    /// The flat parameter buffer (every parameter is a view of it).
+    pub fn flat(&self) -> &Tensor {
+        &self.flat
+    }
+
     /// Number of scalar parameters.
     pub fn numel(&self) -> i64 {
         self.flat.numel() as i64

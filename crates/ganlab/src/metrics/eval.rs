@@ -10,7 +10,8 @@ use tch::{Device, Kind, Tensor};
 use super::extractors::{extract_all, FeatureExtractor, InceptionFid, MnistCnn};
 use super::features::{frechet_distance, inception_score, kid, prdc, FeatureStats, MeanStd};
 use crate::data::{load_idx_images, Split};
-use crate::error::{GanError, Result};
+use crate::error::{GanError, IoContext, Result};
+use crate::train::checkpoint::{named, write_safetensors_atomic};
 use crate::train::Progress;
 
 /// Where images come from.
@@ -237,13 +238,8 @@ fn features_cached(
     );
     if let Some(dir) = cache {
         let p = dir.join(&key);
-        if let Ok(named) = Tensor::read_safetensors(&p) {
-            let get = |k: &str| {
-                named
-                    .iter()
-                    .find(|(n, _)| n == k)
-                    .map(|(_, t)| t.shallow_clone())
-            };
+        if let Ok(tensors) = Tensor::read_safetensors(&p) {
+            let get = |k: &str| named(&tensors, k).map(Tensor::shallow_clone);
             if let Some(f) = get("features") {
                 return Ok((f, get("logits"), true));
             }
@@ -251,20 +247,12 @@ fn features_cached(
     }
     let (f, l) = extract_all(ex, images, progress)?;
     if let Some(dir) = cache {
-        std::fs::create_dir_all(dir).map_err(|e| GanError::Io {
-            path: dir.to_path_buf(),
-            error: e,
-        })?;
-        let mut named = vec![("features", &f)];
+        std::fs::create_dir_all(dir).at(dir)?;
+        let mut tensors = vec![("features", &f)];
         if let Some(l) = &l {
-            named.push(("logits", l));
+            tensors.push(("logits", l));
         }
-        let tmp = dir.join(format!("{key}.tmp{}", std::process::id()));
-        Tensor::write_safetensors(&named, &tmp)?;
-        std::fs::rename(&tmp, dir.join(&key)).map_err(|e| GanError::Io {
-            path: dir.join(&key),
-            error: e,
-        })?;
+        write_safetensors_atomic(&dir.join(&key), &tensors)?;
     }
     Ok((f, l, false))
 }

@@ -39,6 +39,18 @@ fn check_images(images: &Tensor, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// An error telling how to get `path` when it is missing (`scripts/fetch-data NAME`).
+fn require_fetched(path: &Path, name: &str) -> Result<()> {
+    if path.is_file() {
+        Ok(())
+    } else {
+        Err(GanError::Input(format!(
+            "{} not found: run scripts/fetch-data {name}",
+            path.display()
+        )))
+    }
+}
+
 /// The FID Inception-v3 (TorchScript).
 #[derive(Debug)]
 pub struct InceptionFid {
@@ -52,12 +64,7 @@ const TF_INPUT_MAX: f64 = 0.9921875;
 impl InceptionFid {
     /// Loads `default_1.pt` onto `device`.
     pub fn load(path: &Path, device: Device) -> Result<Self> {
-        if !path.is_file() {
-            return Err(GanError::Input(format!(
-                "{} not found: run scripts/fetch-data inception",
-                path.display()
-            )));
-        }
+        require_fetched(path, "inception")?;
         let mut module = CModule::load_on_device(path, device).map_err(|e| {
             GanError::Input(format!("{}: not a TorchScript file ({e})", path.display()))
         })?;
@@ -145,12 +152,7 @@ pub struct MnistCnn {
 impl MnistCnn {
     /// Loads `mnist_cnn.safetensors` (made by `scripts/fetch-data ccexam`).
     pub fn load(path: &Path, device: Device) -> Result<Self> {
-        if !path.is_file() {
-            return Err(GanError::Input(format!(
-                "{} not found: run scripts/fetch-data ccexam",
-                path.display()
-            )));
-        }
+        require_fetched(path, "ccexam")?;
         let mut vs = nn::VarStore::new(device);
         let root = vs.root();
         let conv = nn::ConvConfig {

@@ -6,8 +6,9 @@ use std::path::Path;
 
 use tch::{Kind, Tensor};
 
-use crate::error::{GanError, Result};
+use crate::error::{GanError, IoContext, Result};
 use crate::rng::SplitMix64;
+use crate::train::checkpoint::{named, write_safetensors_atomic};
 
 /// Mean and covariance of a feature set: all FID needs, and what is cached for real data.
 #[derive(Debug)]
@@ -47,32 +48,24 @@ impl FeatureStats {
         Ok(Self { n, mu, sigma })
     }
 
-    /// Writes the statistics as safetensors (`mu`, `sigma`, `n`).
+    /// Writes the statistics as safetensors (`mu`, `sigma`, `n`), atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
         let n = Tensor::from_slice(&[self.n]);
-        Tensor::write_safetensors(&[("mu", &self.mu), ("sigma", &self.sigma), ("n", &n)], path)?;
-        Ok(())
+        write_safetensors_atomic(path, &[("mu", &self.mu), ("sigma", &self.sigma), ("n", &n)])
     }
 
     /// Reads statistics written by [`FeatureStats::save`].
     pub fn load(path: &Path) -> Result<Self> {
-        if !path.is_file() {
-            return Err(GanError::Io {
-                path: path.to_path_buf(),
-                error: std::io::Error::from(std::io::ErrorKind::NotFound),
-            });
-        }
-        let named = Tensor::read_safetensors(path).map_err(|e| {
+        std::fs::metadata(path).at(path)?;
+        let tensors = Tensor::read_safetensors(path).map_err(|e| {
             GanError::Input(format!(
                 "{}: not a feature-statistics file ({e})",
                 path.display()
             ))
         })?;
         let get = |k: &str| {
-            named
-                .iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, t)| t.shallow_clone())
+            named(&tensors, k)
+                .map(Tensor::shallow_clone)
                 .ok_or_else(|| GanError::Input(format!("{}: missing `{k}`", path.display())))
         };
         let (mu, sigma, n) = (get("mu")?, get("sigma")?, get("n")?);
@@ -243,21 +236,6 @@ pub struct Prdc {
 /// Rows per block of pairwise distances (bounds memory to block × n floats).
 const BLOCK: i64 = 1024;
 
-/// Distance from each row of `x` to its k-th nearest other row of `x`.
-fn knn_radii(x: &Tensor, k: i64) -> Tensor {
-    let n = x.size()[0];
-    let mut out = Vec::new();
-    let mut lo = 0;
-    while lo < n {
-        let b = BLOCK.min(n - lo);
-        let d = Tensor::cdist(&x.narrow(0, lo, b), x, 2.0, None::<i64>);
-        // The nearest "neighbour" is the row itself at distance 0: take the (k+1)-th.
-        out.push(d.kthvalue(k + 1, 1, false).0);
-        lo += b;
-    }
-    Tensor::cat(&out, 0)
-}
-
 /// Calls `f(rows lo.., distances [b, m])` over blocks of rows of `a` against all of `b`.
 fn blocks(a: &Tensor, b: &Tensor, mut f: impl FnMut(i64, &Tensor)) {
     let n = a.size()[0];
@@ -270,6 +248,14 @@ fn blocks(a: &Tensor, b: &Tensor, mut f: impl FnMut(i64, &Tensor)) {
         );
         lo += len;
     }
+}
+
+/// Distance from each row of `x` to its k-th nearest other row of `x`.
+fn knn_radii(x: &Tensor, k: i64) -> Tensor {
+    let mut out = Vec::new();
+    // The nearest "neighbour" is the row itself at distance 0: take the (k+1)-th.
+    blocks(x, x, |_, d| out.push(d.kthvalue(k + 1, 1, false).0));
+    Tensor::cat(&out, 0)
 }
 
 /// Precision/recall with `k_pr` neighbours and density/coverage with `k_dc`.

@@ -36,6 +36,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).at(path)
 }
 
+/// Writes named tensors to `path` as safetensors atomically (temporary file + rename).
+pub fn write_safetensors_atomic<T: AsRef<Tensor>>(
+    path: &Path,
+    tensors: &[(&str, T)],
+) -> Result<()> {
+    let tmp = tmp_path(path);
+    Tensor::write_safetensors(tensors, &tmp)?;
+    std::fs::rename(&tmp, path).at(path)
+}
+
+/// The tensor called `key` in a list read from safetensors.
+pub fn named<'a>(tensors: &'a [(String, Tensor)], key: &str) -> Option<&'a Tensor> {
+    tensors.iter().find(|(k, _)| k == key).map(|(_, t)| t)
+}
+
 fn tmp_path(path: &Path) -> PathBuf {
     let mut name = path
         .file_name()
@@ -53,10 +68,8 @@ pub fn save(
     keep: usize,
 ) -> Result<()> {
     std::fs::create_dir_all(dir).at(dir)?;
-    let file = dir.join(&state.tensors);
-    let tmp = tmp_path(&file);
-    Tensor::write_safetensors(tensors, &tmp)?;
-    std::fs::rename(&tmp, &file).at(&file)?;
+    let named: Vec<(&str, &Tensor)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
+    write_safetensors_atomic(&dir.join(&state.tensors), &named)?;
     write_atomic(
         &dir.join("state.json"),
         serde_json::to_string_pretty(state)?.as_bytes(),

@@ -218,17 +218,35 @@ pub fn make_sampler(cfg: &TrainConfig) -> Result<Box<dyn Sampler>> {
     })
 }
 
+/// The data of a run opened by [`Trainer::open`] (sampling and evaluation only).
+#[derive(Debug)]
+struct SamplingOnly;
+
+impl Sampler for SamplingOnly {
+    fn sample(&mut self, _: i64, _: Device) -> Result<Tensor> {
+        Err(GanError::Input(
+            "this run was opened for sampling only; Trainer::resume trains it".into(),
+        ))
+    }
+}
+
 impl Trainer {
     /// Starts a new run in `dir` (created; must not hold anything yet).
     pub fn new(cfg: TrainConfig, dir: &Path) -> Result<Self> {
+        cfg.validate()?;
         let data = make_sampler(&cfg)?;
-        Self::with_sampler(cfg, dir, data)
+        Self::start(cfg, dir, data)
     }
 
     /// Starts a new run with a caller-supplied data sampler (the config's data section is
     /// still used for metrics).
     pub fn with_sampler(cfg: TrainConfig, dir: &Path, data: Box<dyn Sampler>) -> Result<Self> {
         cfg.validate()?;
+        Self::start(cfg, dir, data)
+    }
+
+    /// Creates the run directory and the trainer from a validated config.
+    fn start(cfg: TrainConfig, dir: &Path, data: Box<dyn Sampler>) -> Result<Self> {
         create_run_dir(dir)?;
         let t = Self::build(cfg, dir, data)?;
         checkpoint::write_atomic(&dir.join("config.toml"), t.cfg.to_toml().as_bytes())?;
@@ -299,7 +317,8 @@ impl Trainer {
             cfg.run.steps = s;
             cfg.validate()?;
         }
-        let (mut t, (state, tensors)) = Self::open_with(cfg, dir)?;
+        let data = make_sampler(&cfg)?;
+        let (mut t, (state, tensors)) = Self::open_with(cfg, dir, data)?;
         t.opt_g.load_state("opt_g", &tensors, state.opt_g_steps)?;
         t.opt_d.load_state("opt_d", &tensors, state.opt_d_steps)?;
         t.diffusion = Diffusion::restore(t.cfg.diffusion.clone(), state.diffusion);
@@ -322,22 +341,18 @@ impl Trainer {
         Ok(t)
     }
 
-    /// Opens the run in `dir` at its newest checkpoint without writing anything (for
-    /// sampling and evaluation).
+    /// Opens the run in `dir` at its newest checkpoint without writing anything or loading
+    /// the training data (for sampling and evaluation).
     pub fn open(dir: &Path) -> Result<Self> {
-        Ok(Self::open_with(load_run_config(dir)?, dir)?.0)
+        Ok(Self::open_with(load_run_config(dir)?, dir, Box::new(SamplingOnly))?.0)
     }
 
-    fn open_with(cfg: TrainConfig, dir: &Path) -> Result<(Self, Loaded)> {
-        let data = make_sampler(&cfg)?;
+    fn open_with(cfg: TrainConfig, dir: &Path, data: Box<dyn Sampler>) -> Result<(Self, Loaded)> {
         let mut t = Self::build(cfg, dir, data)?;
         let (state, tensors) = checkpoint::load(&dir.join("checkpoints"))?;
         t.load_weights(&tensors)?;
         t.step = state.step;
-        t.ema_g = tensors
-            .iter()
-            .find(|(k, _)| k == "ema_g")
-            .map(|(_, e)| e.to_device(t.device));
+        t.ema_g = checkpoint::named(&tensors, "ema_g").map(|e| e.to_device(t.device));
         Ok((t, (state, tensors)))
     }
 
@@ -347,16 +362,12 @@ impl Trainer {
         for (prefix, vs) in [("g", &self.g_vs), ("d", &self.d_vs)] {
             for (name, mut var) in vs.variables() {
                 let key = format!("{prefix}.{name}");
-                let src = tensors
-                    .iter()
-                    .find(|(k, _)| *k == key)
-                    .map(|(_, t)| t)
-                    .ok_or_else(|| GanError::Checkpoint {
-                        path: self.dir.join("checkpoints"),
-                        message: format!(
-                            "missing tensor `{key}` (was it written by a different model config?)"
-                        ),
-                    })?;
+                let src = checkpoint::named(tensors, &key).ok_or_else(|| GanError::Checkpoint {
+                    path: self.dir.join("checkpoints"),
+                    message: format!(
+                        "missing tensor `{key}` (was it written by a different model config?)"
+                    ),
+                })?;
                 if src.size() != var.size() {
                     return Err(GanError::Checkpoint {
                         path: self.dir.join("checkpoints"),

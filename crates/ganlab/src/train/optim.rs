@@ -283,10 +283,7 @@ impl FlatOptimizer {
     ) -> Result<()> {
         let find = |name: &str| -> Result<&Tensor> {
             let key = format!("{prefix}.{name}");
-            tensors
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, t)| t)
+            super::checkpoint::named(tensors, &key)
                 .ok_or_else(|| GanError::Input(format!("checkpoint lacks tensor `{key}`")))
         };
         let _guard = tch::no_grad_guard();

@@ -424,14 +424,8 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
         seed: a.seed,
         cache_dir: (!a.no_cache).then(|| data.join(".cache/features")),
     };
-    let mut bar = ProgressBar::new("features");
-    let mut silent = Silent;
-    let progress: &mut dyn Progress = if a.quiet || a.json {
-        &mut silent
-    } else {
-        &mut bar
-    };
-    let r = evaluate(ex.as_ref(), &real, &fake, &opts, progress)?;
+    let mut bar = progress(a.quiet || a.json, "features");
+    let r = evaluate(ex.as_ref(), &real, &fake, &opts, bar.as_mut())?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());

@@ -60,14 +60,24 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Improve a trained run by moving latent codes (Wasserstein gradient flow with KRR or
+    /// KDE estimates, DOT, DDLS): refined samples, latents, a before/after figure, summary.json.
+    Refine(RefineArgs),
     /// Compare two image sets: FID, KID, IS, precision/recall, density/coverage (docs/METRICS.md).
     Eval(EvalArgs),
     /// Time workloads in ganlab and in PyTorch (bench/pytorch_ref.py) in one sitting.
     Bench(BenchArgs),
-    /// Reproduce a seed claim: gaussians25 (Fig. 5), js-toy (Fig. 2).
+    /// Reproduce a seed claim: gaussians25 (Fig. 5), js-toy (Fig. 2), refine-gaussians25 and
+    /// refine-mnist (latent refinement, all methods at equal budget).
     Experiment {
         /// Experiment name.
         name: String,
+        /// refine-*: a config like configs/refine-*.toml instead of the built-in one.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (default: $GANLAB_DATA, else ./data).
+        #[arg(long)]
+        data: Option<PathBuf>,
         /// Output directory (default: runs/experiment-<name>). Must be new or empty.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -77,6 +87,78 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+}
+
+/// Arguments of `ganlab refine` (defaults: docs/REFINE.md).
+#[derive(Args, Debug)]
+struct RefineArgs {
+    /// Run directory (G and D from its newest checkpoint; EMA weights for G when kept).
+    #[arg(long)]
+    run: PathBuf,
+    /// krr-wgf, kde, dot or ddls.
+    #[arg(long, default_value = "krr-wgf")]
+    method: String,
+    /// Number of updates.
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// Step size ε.
+    #[arg(long, default_value_t = 0.3)]
+    step_size: f64,
+    /// none, class:K (a mode of a 2-D set, or an MNIST CNN class), or
+    /// inpaint:I[:top|left|centre] (test image I of the run's data; the named part known).
+    #[arg(long, default_value = "none")]
+    condition: String,
+    /// Kernel features: d (D's penultimate layer), data, or mnist-cnn.
+    #[arg(long, default_value = "d")]
+    kernel: String,
+    /// Number of particles.
+    #[arg(long, default_value_t = 1000)]
+    n: i64,
+    /// Seed of the codes, real samples and noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Weight of the data term (flows).
+    #[arg(long)]
+    eta_data: Option<f64>,
+    /// Weight of the entropy term (flows).
+    #[arg(long)]
+    eta_entropy: Option<f64>,
+    /// Weight of the discriminator term.
+    #[arg(long)]
+    eta_critic: Option<f64>,
+    /// Weight of the condition term.
+    #[arg(long)]
+    eta_condition: Option<f64>,
+    /// KRR regularisation λ, relative to the kernel matrix's largest eigenvalue.
+    #[arg(long)]
+    lambda: Option<f64>,
+    /// Kernel bandwidth (0: median heuristic).
+    #[arg(long)]
+    bandwidth: Option<f64>,
+    /// Mollifier standard deviation in data units (krr-wgf; 0: none).
+    #[arg(long)]
+    mollifier_std: Option<f64>,
+    /// Mollifier samples (krr-wgf).
+    #[arg(long)]
+    mollifier_samples: Option<i64>,
+    /// Real samples for the data term.
+    #[arg(long)]
+    n_real: Option<i64>,
+    /// DDLS noise scale (0: no noise).
+    #[arg(long)]
+    langevin_noise: Option<f64>,
+    /// σ of the inpainting observation model.
+    #[arg(long, default_value_t = 0.1)]
+    inpaint_sigma: f64,
+    /// Output directory (default: runs/<run name>-refine-<method>). Must be new or empty.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Data directory (default: $GANLAB_DATA, else ./data).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Print summary.json instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `ganlab eval`.
@@ -313,6 +395,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Eval(a) => eval(a),
+        Command::Refine(a) => refine(a),
         Command::Bench(b) => {
             let workloads = if b.only.is_empty() {
                 ganlab::bench::WORKLOADS
@@ -352,11 +435,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Experiment {
             name,
+            config,
+            data,
             out,
             overrides,
             quiet,
         } => {
             let dir = out.unwrap_or_else(|| default_dir(&format!("experiment-{name}")));
+            if name.starts_with("refine-") || config.is_some() {
+                use ganlab::experiments::refine::{self as exp, RefineExperiment};
+                let e = match &config {
+                    Some(p) => RefineExperiment::from_toml_str(
+                        &std::fs::read_to_string(p)
+                            .with_context(|| format!("reading {}", p.display()))?,
+                        &p.display().to_string(),
+                    )?,
+                    None => RefineExperiment::built_in(&name).ok_or_else(|| {
+                        GanError::Input(format!(
+                            "unknown experiment {name:?}; available: {}",
+                            ganlab::experiments::NAMES.join(", ")
+                        ))
+                    })??,
+                };
+                anyhow::ensure!(
+                    overrides.steps.is_none() && overrides.seed.is_none(),
+                    GanError::Input(
+                        "refine experiments take steps and seed from their config".into()
+                    )
+                );
+                let rows = exp::run(&e, &dir, &data_dir(data), quiet)?;
+                println!("{}", exp::table_markdown(&rows));
+                println!("results: {}", dir.join("results.md").display());
+                return Ok(());
+            }
             match name.as_str() {
                 "gaussians25" => {
                     let mut base = TrainConfig::default();
@@ -405,12 +516,92 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The data directory: the flag, else $GANLAB_DATA, else ./data.
+fn data_dir(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os("GANLAB_DATA").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("data"))
+}
+
+fn refine(a: RefineArgs) -> anyhow::Result<()> {
+    use ganlab::refine::run::{refine_run, write_outputs, KernelSpace, RunOptions};
+    use ganlab::refine::{Condition, Method, RefineConfig};
+    let mut cfg = RefineConfig {
+        method: Method::parse(&a.method).map_err(|_| {
+            GanError::config(
+                "--method",
+                format!(
+                    "must be one of {}, got {:?}",
+                    Method::NAMES.join(", "),
+                    a.method
+                ),
+            )
+        })?,
+        steps: a.steps,
+        step_size: a.step_size,
+        ..Default::default()
+    };
+    let set = |dst: &mut f64, v: Option<f64>| {
+        if let Some(v) = v {
+            *dst = v;
+        }
+    };
+    set(&mut cfg.eta_data, a.eta_data);
+    set(&mut cfg.eta_entropy, a.eta_entropy);
+    set(&mut cfg.eta_critic, a.eta_critic);
+    set(&mut cfg.eta_condition, a.eta_condition);
+    set(&mut cfg.lambda, a.lambda);
+    set(&mut cfg.bandwidth, a.bandwidth);
+    set(&mut cfg.mollifier_std, a.mollifier_std);
+    set(&mut cfg.langevin_noise, a.langevin_noise);
+    if let Some(m) = a.mollifier_samples {
+        cfg.mollifier_samples = m;
+    }
+    if let Some(m) = a.n_real {
+        cfg.n_real = m;
+    }
+    cfg.validate()?;
+    let o = RunOptions {
+        refine: cfg,
+        n: a.n,
+        seed: a.seed,
+        condition: Condition::parse(&a.condition)?,
+        inpaint_sigma: a.inpaint_sigma,
+        kernel: KernelSpace::parse(&a.kernel)?,
+        data_dir: data_dir(a.data),
+    };
+    let mut t = Trainer::open(&a.run)?;
+    let out = a.out.unwrap_or_else(|| {
+        default_dir(&format!(
+            "{}-refine-{}",
+            t.config().run.name,
+            o.refine.method.name()
+        ))
+    });
+    // Refuse a used output directory before spending time.
+    ganlab::train::create_output_dir(&out)?;
+    std::fs::remove_dir(&out).ok();
+    let r = refine_run(&mut t, &o)?;
+    write_outputs(&out, &r, &t)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r.report)?);
+        return Ok(());
+    }
+    let rows = [ganlab::experiments::refine::Row {
+        method: o.refine.method.name().into(),
+        step_size: o.refine.step_size,
+        steps: o.refine.steps,
+        before: r.report.before.clone(),
+        after: r.report.after.clone(),
+        seconds: r.report.seconds,
+    }];
+    println!("{}", ganlab::experiments::refine::table_markdown(&rows));
+    println!("wrote {} refined samples to {}", o.n, out.display());
+    Ok(())
+}
+
 fn eval(a: EvalArgs) -> anyhow::Result<()> {
     use ganlab::metrics::eval::{evaluate, EvalOptions, ExtractorKind, ImageSpec};
-    let data = a
-        .data
-        .or_else(|| std::env::var_os("GANLAB_DATA").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("data"));
+    let data = data_dir(a.data);
     let device = ganlab::train::resolve_device(&a.device)?;
     let kind = ExtractorKind::parse(&a.extractor)?;
     let real = ImageSpec::parse(&a.real)?.load(&data, a.n, a.size)?;

@@ -45,7 +45,7 @@ fn invalid_config_is_one_line_exit_2() {
     assert_eq!(o.status.code(), Some(1 + 1), "{}", stderr(&o));
     let o = ganlab(&["experiment", "nope"], &d);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("gaussians25, js-toy"));
+    assert!(stderr(&o).contains("gaussians25, js-toy, refine-gaussians25"));
     let o = ganlab(&["train", "--resume", "nowhere"], &d);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     std::fs::remove_dir_all(d).unwrap();
@@ -150,7 +150,8 @@ fn image_run_train_and_sample_pngs() {
         bytes.extend(n.to_be_bytes());
     }
     bytes.extend((0..8 * 28 * 28).map(|i| ((i * 13) % 256) as u8));
-    std::fs::write(d.join("idx/train-images-idx3-ubyte"), bytes).unwrap();
+    std::fs::write(d.join("idx/train-images-idx3-ubyte"), &bytes).unwrap();
+    std::fs::write(d.join("idx/t10k-images-idx3-ubyte"), &bytes).unwrap();
     let cfg = "[run]\nsteps = 2\nbatch_size = 4\neval_every = 2\ncheckpoint_every = 2\neval_samples = 8\ndevice = \"cpu\"\n[data]\nsource = \"idx\"\n[data.idx]\ndir = \"idx\"\n[model]\nfamily = \"dcgan\"\n[model.dcgan]\nwidth = 4\nlatent_dim = 8\n[diffusion]\nenabled = true\n";
     std::fs::write(d.join("img.toml"), cfg).unwrap();
     let o = ganlab(&["train", "img.toml", "--out", "run", "--quiet"], &d);
@@ -166,4 +167,54 @@ fn image_run_train_and_sample_pngs() {
     ] {
         assert!(d.join(f).exists(), "{f} missing");
     }
+    // Refinement with an inpainting condition writes its files and reports the known-pixel
+    // error before and after; bad arguments are exit 2 naming the flag.
+    let o = ganlab(
+        &[
+            "refine",
+            "--run",
+            "run",
+            "--method",
+            "krr-wgf",
+            "--steps",
+            "2",
+            "--n",
+            "8",
+            "--n-real",
+            "8",
+            "--condition",
+            "inpaint:1:left",
+            "--out",
+            "ref",
+            "--json",
+        ],
+        &d,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for f in [
+        "refined.npy",
+        "latents.npy",
+        "initial.npy",
+        "before_after.png",
+        "summary.json",
+    ] {
+        assert!(d.join("ref").join(f).exists(), "{f} missing");
+    }
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(r["after"]["known_pixel_mse"].as_f64().is_some(), "{r}");
+    for (args, flag) in [
+        (vec!["--method", "sgld"], "--method"),
+        (vec!["--condition", "inpaint:99"], "--condition"),
+        (vec!["--step-size=-1"], "refine.step_size"),
+    ] {
+        let mut a = vec!["refine", "--run", "run", "--n", "8", "--out", "bad"];
+        a.extend(args);
+        let o = ganlab(&a, &d);
+        assert_eq!(o.status.code(), Some(2), "{a:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(flag), "{a:?}: {}", stderr(&o));
+    }
+    assert!(
+        !d.join("bad").exists(),
+        "a failed refine leaves no directory"
+    );
 }

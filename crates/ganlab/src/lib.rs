@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod models;
 pub mod nn;
 pub mod objectives;
+pub mod refine;
 pub mod report;
 pub mod rng;
 pub mod train;

@@ -2,6 +2,12 @@
 
 pub mod gaussians25;
 pub mod js_toy;
+pub mod refine;
 
 /// Names accepted by `ganlab experiment`.
-pub const NAMES: &[&str] = &["gaussians25", "js-toy"];
+pub const NAMES: &[&str] = &[
+    "gaussians25",
+    "js-toy",
+    "refine-gaussians25",
+    "refine-mnist",
+];

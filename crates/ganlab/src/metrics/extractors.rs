@@ -169,6 +169,7 @@ impl MnistCnn {
                 path.display()
             ))
         })?;
+        vs.freeze();
         Ok(Self {
             _vs: vs,
             conv1,
@@ -197,6 +198,17 @@ impl MnistCnn {
         };
         Ok((x - 0.1307) / 0.3081)
     }
+
+    /// Features [n, 128] and logits [n, 10] of images in [-1, 1] on this network's device,
+    /// differentiable with respect to the images (e.g. a class condition for `crate::refine`).
+    pub fn forward(&self, images: &Tensor) -> Result<(Tensor, Tensor)> {
+        let x = Self::preprocess(&images.to_device(self.device))?;
+        let h = self.conv1.forward(&x).relu().max_pool2d_default(2);
+        let h = self.conv2.forward(&h).relu().max_pool2d_default(2);
+        let f = self.fc1.forward(&h.flatten(1, -1)).relu();
+        let logits = self.fc2.forward(&f);
+        Ok((f, logits))
+    }
 }
 
 impl FeatureExtractor for MnistCnn {
@@ -211,11 +223,7 @@ impl FeatureExtractor for MnistCnn {
     }
     fn extract(&self, images: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
         let _g = tch::no_grad_guard();
-        let x = Self::preprocess(&images.to_device(self.device))?;
-        let h = self.conv1.forward(&x).relu().max_pool2d_default(2);
-        let h = self.conv2.forward(&h).relu().max_pool2d_default(2);
-        let f = self.fc1.forward(&h.flatten(1, -1)).relu();
-        let logits = self.fc2.forward(&f);
+        let (f, logits) = self.forward(images)?;
         Ok((
             f.to_device(Device::Cpu),
             Some(logits.to_device(Device::Cpu)),

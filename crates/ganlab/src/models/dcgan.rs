@@ -196,20 +196,29 @@ pub struct DcganDiscriminator {
     act: LeakyRelu,
 }
 
-impl Discriminator for DcganDiscriminator {
-    fn forward(&self, y: &Tensor, t: &Tensor) -> Tensor {
+impl DcganDiscriminator {
+    /// The last feature map [n, C, s0, s0] (before the output convolution).
+    fn feature_map(&self, y: &Tensor, t: &Tensor) -> Tensor {
         let h0 = self.first.forward(y);
         let h0 = match &self.t_embed {
             Some(e) => h0 + e.forward(t).unsqueeze(-1).unsqueeze(-1),
             None => h0,
         };
-        let h = self
-            .blocks
+        self.blocks
             .iter()
             .fold(self.act.forward(&h0), |h, (down, bn)| {
                 self.act.forward(&bn.forward_t(&down.forward(&h), true))
-            });
-        self.out.forward(&h).flatten(1, -1)
+            })
+    }
+}
+
+impl Discriminator for DcganDiscriminator {
+    fn forward(&self, y: &Tensor, t: &Tensor) -> Tensor {
+        self.out.forward(&self.feature_map(y, t)).flatten(1, -1)
+    }
+
+    fn features(&self, y: &Tensor, t: &Tensor) -> Tensor {
+        self.feature_map(y, t).flatten(1, -1)
     }
 }
 

@@ -149,6 +149,10 @@ pub struct MlpDiscriminator {
 
 impl Discriminator for MlpDiscriminator {
     fn forward(&self, y: &Tensor, t: &Tensor) -> Tensor {
+        self.out.forward(&self.features(y, t))
+    }
+
+    fn features(&self, y: &Tensor, t: &Tensor) -> Tensor {
         let h0 = self.layers[0].forward(y);
         let mut h = match &self.t_embed {
             Some(e) => self.act.forward(&(h0 + e.forward(t))),
@@ -157,7 +161,7 @@ impl Discriminator for MlpDiscriminator {
         for l in &self.layers[1..] {
             h = self.act.forward(&l.forward(&h));
         }
-        self.out.forward(&h)
+        h
     }
 
     fn batch_independent(&self) -> bool {

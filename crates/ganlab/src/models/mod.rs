@@ -19,6 +19,9 @@ pub trait Generator: std::fmt::Debug {
 pub trait Discriminator: std::fmt::Debug {
     /// Scores samples `y` [n, ...] at diffusion steps `t` [n] (Int64; 0 = clean).
     fn forward(&self, y: &Tensor, t: &Tensor) -> Tensor;
+    /// The activations the output layer reads ([n, F]): D's learned features, used e.g. as
+    /// the kernel features of latent refinement (`crate::refine`).
+    fn features(&self, y: &Tensor, t: &Tensor) -> Tensor;
     /// True when each sample's score depends on that sample alone (no batch statistics),
     /// so the trainer may score real and fake samples in one forward pass.
     fn batch_independent(&self) -> bool {

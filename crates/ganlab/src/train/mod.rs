@@ -444,6 +444,43 @@ impl Trainer {
         self.g.forward(&z)
     }
 
+    /// Prepares an opened run for inference on its latent codes (e.g. `crate::refine`): G
+    /// takes its EMA weights where the run keeps them (what `sample` generates with), and
+    /// neither network's parameters record gradients, so backward passes reach z only.
+    pub fn freeze_for_inference(&mut self) {
+        if let Some(ema) = &self.ema_g {
+            let _guard = tch::no_grad_guard();
+            self.opt_g.flat().shallow_clone().copy_(ema);
+        }
+        self.g_vs.freeze();
+        self.d_vs.freeze();
+    }
+
+    /// The generator.
+    pub fn generator(&self) -> &dyn Generator {
+        self.g.as_ref()
+    }
+
+    /// The discriminator.
+    pub fn discriminator(&self) -> &dyn Discriminator {
+        self.d.as_ref()
+    }
+
+    /// The device the run's tensors live on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// The run's built-in 2-D set (None for image runs).
+    pub fn toy(&self) -> Option<&Toy2d> {
+        self.toy.as_ref()
+    }
+
+    /// The run's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// G's EMA weights as a flat vector (None when `run.ema_beta` is 0 or before the first step).
     pub fn ema_weights(&self) -> Option<&Tensor> {
         self.ema_g.as_ref()

@@ -1,7 +1,10 @@
-//! Reusable layers that tch lacks: LeakyReLU with a slope, the timestep embedding of
-//! D(y, t).
+//! Reusable layers that tch lacks: LeakyReLU with a slope, spectral normalisation, the
+//! timestep embedding of D(y, t).
 
+pub mod spectral;
 pub mod timestep;
+
+pub use spectral::{sn_conv2d, sn_linear, SnConv2d, SnLinear, SpectralNorm};
 
 pub use timestep::{sinusoidal_embedding, TimestepEmbedding, TimestepEmbeddingConfig};
 

@@ -46,6 +46,11 @@ pub struct ObjectiveConfig {
     pub n_critic: usize,
     /// Weight clipping bound c after each D step (WGAN: 0.01); 0 disables clipping.
     pub clip: f64,
+    /// R1 penalty weight γ: (γ/2)·E‖∇D(y_real)‖² added to D's loss (0 = off).
+    pub r1_gamma: f64,
+    /// WGAN-GP weight λ: λ·E(‖∇D(ŷ)‖ − 1)² on real/fake interpolates (0 = off; 10 with
+    /// `kind = "wgan"` and `clip = 0` is WGAN-GP).
+    pub gp_lambda: f64,
 }
 
 impl Default for ObjectiveConfig {
@@ -55,6 +60,8 @@ impl Default for ObjectiveConfig {
             real_label: 1.0,
             n_critic: 1,
             clip: 0.0,
+            r1_gamma: 0.0,
+            gp_lambda: 0.0,
         }
     }
 }
@@ -67,6 +74,7 @@ impl ObjectiveConfig {
             real_label: 1.0,
             n_critic: 5,
             clip: 0.01,
+            ..Self::default()
         }
     }
 
@@ -96,6 +104,14 @@ impl ObjectiveConfig {
                 format!("{prefix}.clip"),
                 format!("must be >= 0, got {}", self.clip),
             ));
+        }
+        for (name, v) in [("r1_gamma", self.r1_gamma), ("gp_lambda", self.gp_lambda)] {
+            if !(0.0..=1e6).contains(&v) {
+                return Err(GanError::config(
+                    format!("{prefix}.{name}"),
+                    format!("must be in [0, 1e6], got {v}"),
+                ));
+            }
         }
         Ok(())
     }

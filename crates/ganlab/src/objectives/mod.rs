@@ -2,5 +2,6 @@
 //! chosen by config through [`Objective`]; the trainer never branches on which one.
 
 pub mod adversarial;
+pub mod penalties;
 
 pub use adversarial::{Objective, ObjectiveConfig, ObjectiveKind};

@@ -56,6 +56,25 @@ fn krr_approaches_kde_theorem_5() {
         eig.min().double_value(&[]).max(0.0),
         eig.max().double_value(&[]),
     );
+    assert!(
+        (top_eigenvalue(&k) - lmax).abs() < 1e-6 * lmax,
+        "power iteration"
+    );
+    // krr_weights (conjugate gradients) equals a direct solve (relative 1e-5: it returns f32).
+    for rel in [1e-3, 1.0] {
+        let l = rel * top_eigenvalue(&k);
+        let eye = Tensor::eye(n, (Kind::Double, Device::Cpu));
+        let direct = (&k + &eye * l)
+            .inverse()
+            .sum_dim_intlist(1, false, Kind::Double)
+            * l;
+        let cg = krr_weights(&k, rel).unwrap().to_kind(Kind::Double);
+        let err = (&cg - &direct).abs().max().double_value(&[]);
+        assert!(
+            err < 1e-5 * direct.abs().max().double_value(&[]),
+            "λ={rel}: {err}"
+        );
+    }
     let mut last = f64::INFINITY;
     for lambda in [0.01, 0.1, 1.0, 10.0, 100.0, 1e4] {
         let eye = Tensor::eye(n, (Kind::Double, Device::Cpu));

@@ -35,7 +35,7 @@ use crate::diffusion::Diffusion;
 use crate::error::{GanError, IoContext, Result};
 use crate::metrics::{mode_stats, ModeStats};
 use crate::models::{Discriminator, Generator};
-use crate::objectives::Objective;
+use crate::objectives::{penalties, Objective};
 use crate::rng::mix64;
 
 /// Parses "auto", "cpu", "cuda" or "cuda:N".
@@ -522,7 +522,21 @@ impl Trainer {
                     self.d.forward(&yy.narrow(0, m, m), &t_dev),
                 )
             };
-            let loss_d = self.objective.d_loss(&real, &fake);
+            let mut loss_d = self.objective.d_loss(&real, &fake);
+            let oc = self.objective.config();
+            if oc.r1_gamma > 0.0 || oc.gp_lambda > 0.0 {
+                // Penalties by double backward, on the diffused samples at their steps t.
+                let t_dev = Diffusion::t_tensor(&t, dev);
+                let d = |y: &Tensor| self.d.forward(y, &t_dev);
+                let (y_real, y_fake) = (yy.narrow(0, 0, m), yy.narrow(0, m, m));
+                if oc.r1_gamma > 0.0 {
+                    loss_d += penalties::r1(&d, &y_real, oc.r1_gamma);
+                }
+                if oc.gp_lambda > 0.0 {
+                    let eps = Tensor::rand([m], (Kind::Float, dev));
+                    loss_d += penalties::gradient_penalty(&d, &y_real, &y_fake, &eps, oc.gp_lambda);
+                }
+            }
             self.opt_d.zero_grad();
             loss_d.backward();
             self.opt_d.step();

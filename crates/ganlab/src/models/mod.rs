@@ -4,6 +4,7 @@
 
 pub mod dcgan;
 pub mod mlp;
+pub mod sngan;
 
 use tch::Tensor;
 

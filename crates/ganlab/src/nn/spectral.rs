@@ -44,7 +44,9 @@ impl SpectralNorm {
             }
             v
         });
-        self.u.detach().dot(&w2.mv(&v))
+        // A copy of u: autograd saves it for σ's backward, and a later forward pass (the
+        // other half of a batch, a gradient penalty) updates the state in place.
+        self.u.detach().copy().dot(&w2.mv(&v))
     }
 
     /// W / σ(W).

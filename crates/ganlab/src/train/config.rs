@@ -11,6 +11,7 @@ use crate::diffusion::DiffusionConfig;
 use crate::error::{GanError, Result};
 use crate::models::dcgan::DcganConfig;
 use crate::models::mlp::MlpConfig;
+use crate::models::sngan::SnganConfig;
 use crate::objectives::ObjectiveConfig;
 
 /// `[run]`: budget, seed, logging.
@@ -135,6 +136,8 @@ pub enum ModelFamily {
     Mlp,
     /// DCGAN G and D (`[model.dcgan]`).
     Dcgan,
+    /// SNGAN ResNet G and spectrally normalised D (`[model.sngan]`).
+    Sngan,
 }
 
 /// `[model]`.
@@ -147,6 +150,33 @@ pub struct ModelConfig {
     pub mlp: MlpConfig,
     /// DCGAN settings.
     pub dcgan: DcganConfig,
+    /// SNGAN settings.
+    pub sngan: SnganConfig,
+}
+
+impl ModelConfig {
+    /// The images [C, H, W] an image family makes (None for the MLP).
+    pub fn image_shape(&self) -> Option<(&'static str, [i64; 3])> {
+        match self.family {
+            ModelFamily::Mlp => None,
+            ModelFamily::Dcgan => Some((
+                "model.dcgan.image_size",
+                [
+                    self.dcgan.channels,
+                    self.dcgan.image_size,
+                    self.dcgan.image_size,
+                ],
+            )),
+            ModelFamily::Sngan => Some((
+                "model.sngan.image_size",
+                [
+                    self.sngan.channels,
+                    self.sngan.image_size,
+                    self.sngan.image_size,
+                ],
+            )),
+        }
+    }
 }
 
 impl Default for ModelConfig {
@@ -155,6 +185,7 @@ impl Default for ModelConfig {
             family: ModelFamily::Mlp,
             mlp: MlpConfig::default(),
             dcgan: DcganConfig::default(),
+            sngan: SnganConfig::default(),
         }
     }
 }
@@ -288,14 +319,16 @@ impl TrainConfig {
         self.data.toy2d.validate("data.toy2d")?;
         self.model.mlp.validate("model.mlp")?;
         self.model.dcgan.validate("model.dcgan")?;
+        self.model.sngan.validate("model.sngan")?;
         self.data.idx.split()?;
         match (self.data.source, self.model.family) {
-            (DataSource::Toy2d, ModelFamily::Mlp) | (DataSource::Idx, ModelFamily::Dcgan) => {}
+            (DataSource::Toy2d, ModelFamily::Mlp)
+            | (DataSource::Idx, ModelFamily::Dcgan | ModelFamily::Sngan) => {}
             (source, family) => {
                 return Err(GanError::config(
                     "model.family",
                     format!(
-                        "{family:?} does not fit data.source {source:?} (toy2d needs mlp, idx needs dcgan)"
+                        "{family:?} does not fit data.source {source:?} (toy2d needs mlp, idx needs dcgan or sngan)"
                     ),
                 ))
             }
@@ -347,15 +380,17 @@ mod tests {
 mod shipped_configs {
     use super::*;
 
-    /// Every config in configs/ parses and validates; the Diffusion-GAN one equals the
-    /// built-in default (so `ganlab train` and the file agree).
+    /// Every training config in configs/ parses and validates (refine-*.toml are experiment
+    /// configs, checked by `experiments::refine`); the Diffusion-GAN one equals the built-in
+    /// default (so `ganlab train` and the file agree).
     #[test]
     fn configs_directory_is_valid() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
         let mut n = 0;
         for e in std::fs::read_dir(&dir).unwrap() {
             let p = e.unwrap().path();
-            if p.extension().is_some_and(|x| x == "toml") {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if p.extension().is_some_and(|x| x == "toml") && !name.starts_with("refine-") {
                 let cfg = TrainConfig::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
                 if p.file_name().unwrap() == "gaussians25-diffusion.toml" {
                     assert_eq!(cfg, TrainConfig::default());

@@ -203,15 +203,16 @@ pub fn make_sampler(cfg: &TrainConfig) -> Result<Box<dyn Sampler>> {
         DataSource::Idx => {
             let set = crate::data::load_idx_images(&cfg.data.idx.dir, cfg.data.idx.split()?)?;
             let s = set.images.size();
-            let m = &cfg.model.dcgan;
-            if s[1] != m.channels || s[2] != m.image_size || s[3] != m.image_size {
-                return Err(GanError::config(
-                    "model.dcgan.image_size",
-                    format!(
-                        "the data is {}×{}×{} but the model makes {}×{}×{} images",
-                        s[1], s[2], s[3], m.channels, m.image_size, m.image_size
-                    ),
-                ));
+            if let Some((field, [c, h, w])) = cfg.model.image_shape() {
+                if s[1] != c || s[2] != h || s[3] != w {
+                    return Err(GanError::config(
+                        field,
+                        format!(
+                            "the data is {}×{}×{} but the model makes {c}×{h}×{w} images",
+                            s[1], s[2], s[3]
+                        ),
+                    ));
+                }
             }
             Box::new(crate::data::TensorSampler::new(set.images)?)
         }
@@ -266,6 +267,14 @@ impl Trainer {
                 Box::new(
                     cfg.model
                         .mlp
+                        .init_discriminator(d_vs.root(), cfg.diffusion.enabled),
+                ),
+            ),
+            ModelFamily::Sngan => (
+                Box::new(cfg.model.sngan.init_generator(g_vs.root())),
+                Box::new(
+                    cfg.model
+                        .sngan
                         .init_discriminator(d_vs.root(), cfg.diffusion.enabled),
                 ),
             ),
@@ -902,43 +911,62 @@ mod tests {
         cfg.run.eval_every = 2;
         cfg.run.checkpoint_every = 2;
         cfg.run.eval_samples = 16;
-        let dir = tmp("dcgan");
-        let mut t = Trainer::new(cfg.clone(), &dir).unwrap();
-        t.run(&mut Silent).unwrap();
-        for f in [
-            "samples.png",
-            "samples/step-0000002.png",
-            "samples.npy",
-            "report.html",
-        ] {
-            assert!(dir.join(f).exists(), "{f} missing");
-        }
-        let full = t.generator_weights();
-        // Resume from step 2 of a copy of the run equals the uninterrupted run.
-        let half = tmp("dcgan-half");
-        let mut h = Trainer::new(
-            TrainConfig {
-                run: RunConfig {
-                    steps: 2,
-                    ..cfg.run.clone()
+        // SNGAN with both gradient penalties: also resumes exactly (spectral-norm u vectors
+        // are checkpointed).
+        let mut sn = cfg.clone();
+        sn.model.family = ModelFamily::Sngan;
+        sn.model.sngan = crate::models::sngan::SnganConfig {
+            image_size: 28,
+            channels: 1,
+            latent_dim: 8,
+            g_width: 4,
+            d_width: 4,
+            ..Default::default()
+        };
+        sn.objective.r1_gamma = 1.0;
+        sn.objective.gp_lambda = 1.0;
+        let mut dirs = vec![data.clone()];
+        for (name, cfg) in [("dcgan", cfg.clone()), ("sngan", sn)] {
+            let dir = tmp(name);
+            let mut t = Trainer::new(cfg.clone(), &dir).unwrap();
+            t.run(&mut Silent).unwrap();
+            for f in [
+                "samples.png",
+                "samples/step-0000002.png",
+                "samples.npy",
+                "report.html",
+            ] {
+                assert!(dir.join(f).exists(), "{name}: {f} missing");
+            }
+            assert!(t.history().iter().all(|s| s.loss_d.is_finite()));
+            let full = t.generator_weights();
+            // Resume from step 2 of a copy of the run equals the uninterrupted run.
+            let half = tmp(&format!("{name}-half"));
+            let mut h = Trainer::new(
+                TrainConfig {
+                    run: RunConfig {
+                        steps: 2,
+                        ..cfg.run.clone()
+                    },
+                    ..cfg.clone()
                 },
-                ..cfg.clone()
-            },
-            &half,
-        )
-        .unwrap();
-        h.run(&mut Silent).unwrap();
-        let mut r = Trainer::resume(&half, Some(4)).unwrap();
-        r.run(&mut Silent).unwrap();
-        for ((k, a), (_, b)) in full.iter().zip(r.generator_weights()) {
-            assert!(a.equal(&b), "{k} differs after resume");
+                &half,
+            )
+            .unwrap();
+            h.run(&mut Silent).unwrap();
+            let mut r = Trainer::resume(&half, Some(4)).unwrap();
+            r.run(&mut Silent).unwrap();
+            for ((k, a), (_, b)) in full.iter().zip(r.generator_weights()) {
+                assert!(a.equal(&b), "{name}: {k} differs after resume");
+            }
+            dirs.extend([dir, half]);
         }
         cfg.model.dcgan.image_size = 32;
         let e = Trainer::new(cfg, &tmp("dcgan-bad"))
             .unwrap_err()
             .to_string();
         assert!(e.contains("model.dcgan.image_size"), "{e}");
-        for d in [data, dir, half] {
+        for d in dirs {
             std::fs::remove_dir_all(d).unwrap();
         }
     }

@@ -262,10 +262,11 @@ impl Discriminator for SnganDiscriminator {
     }
 
     fn features(&self, y: &Tensor, t: &Tensor) -> Tensor {
-        let mut h = self.blocks[0].forward(y);
-        if let Some(e) = &self.t_embed {
-            h = h + e.forward(t).unsqueeze(-1).unsqueeze(-1);
-        }
+        let h0 = self.blocks[0].forward(y);
+        let h = match &self.t_embed {
+            Some(e) => h0 + e.forward(t).unsqueeze(-1).unsqueeze(-1),
+            None => h0,
+        };
         let h = self.blocks[1..].iter().fold(h, |h, b| b.forward(&h));
         h.relu().sum_dim_intlist([2, 3].as_slice(), false, h.kind())
     }

@@ -2,10 +2,12 @@
 //! samplers drawn from torch's generator (reseeded per step by the trainer, so a run is
 //! reproducible and resumable).
 
+pub mod cifar;
 pub mod folder;
 pub mod idx;
 pub mod toy2d;
 
+pub use cifar::load_cifar10;
 pub use folder::{grid, load_image_folder, write_png};
 pub use idx::{load_idx_images, read_idx, ImageSet, Split};
 pub use toy2d::{Toy2d, Toy2dConfig, Toy2dKind};
@@ -13,6 +15,18 @@ pub use toy2d::{Toy2d, Toy2dConfig, Toy2dKind};
 use tch::{Device, Tensor};
 
 use crate::error::Result;
+
+/// Loads the image set of `split` in `dir`, whichever format it holds: MNIST-layout IDX
+/// files, or CIFAR-10 binary batches.
+pub fn load_image_set(dir: &std::path::Path, split: Split) -> Result<ImageSet> {
+    if !cifar::batch_files(dir, Split::Train).is_empty()
+        || !cifar::batch_files(dir, Split::Test).is_empty()
+    {
+        load_cifar10(dir, split)
+    } else {
+        load_idx_images(dir, split)
+    }
+}
 
 /// Something that yields minibatches [n, ...] scaled as the models expect.
 pub trait Sampler: std::fmt::Debug {

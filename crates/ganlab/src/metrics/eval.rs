@@ -9,7 +9,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::extractors::{extract_all, FeatureExtractor, InceptionFid, MnistCnn};
 use super::features::{frechet_distance, inception_score, kid, prdc, FeatureStats, MeanStd};
-use crate::data::{load_idx_images, Split};
+use crate::data::{load_image_set, Split};
 use crate::error::{GanError, IoContext, Result};
 use crate::train::checkpoint::{named, write_safetensors_atomic};
 use crate::train::Progress;
@@ -71,8 +71,8 @@ impl ImageSpec {
     /// centre-crops folder images to size × size (other sources keep their size).
     pub fn load(&self, data_dir: &Path, n: Option<i64>, size: Option<i64>) -> Result<Tensor> {
         let images = match self {
-            Self::Dataset(name, split) => load_idx_images(&data_dir.join(name), *split)?.images,
-            Self::IdxDir(dir, split) => load_idx_images(dir, *split)?.images,
+            Self::Dataset(name, split) => load_image_set(&data_dir.join(name), *split)?.images,
+            Self::IdxDir(dir, split) => load_image_set(dir, *split)?.images,
             Self::Npy(p) => crate::report::npy::read_f32(p)?,
             Self::Folder(p) => crate::data::load_image_folder(p, size)?.images,
             Self::Run(dir) => return sample_run(dir, n),

@@ -10,7 +10,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::conditions::{self, Condition};
 use super::{refine, Potentials, RefineConfig, Refined, StepLog};
-use crate::data::{load_idx_images, Split};
+use crate::data::{load_image_set, Split};
 use crate::error::{GanError, IoContext, Result};
 use crate::metrics::extractors::MnistCnn;
 use crate::metrics::features::{frechet_distance, prdc, FeatureStats};
@@ -145,7 +145,7 @@ fn real_samples(t: &Trainer, n: i64, seed: u64) -> Result<Tensor> {
 /// The run's test images (IDX runs), for FID and inpainting targets.
 fn test_images(t: &Trainer) -> Result<Tensor> {
     match t.config().data.source {
-        DataSource::Idx => Ok(load_idx_images(&t.config().data.idx.dir, Split::Test)?.images),
+        DataSource::Idx => Ok(load_image_set(&t.config().data.idx.dir, Split::Test)?.images),
         DataSource::Toy2d => Err(GanError::Input("this run has no image test split".into())),
     }
 }

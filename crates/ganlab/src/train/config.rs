@@ -68,15 +68,16 @@ impl Default for RunConfig {
 pub enum DataSource {
     /// A built-in 2-D set (`[data.toy2d]`).
     Toy2d,
-    /// An MNIST-layout IDX image set (`[data.idx]`), e.g. fetched MNIST or Fashion-MNIST.
+    /// An image directory (`[data.idx]`): MNIST-layout IDX files (fetched MNIST or
+    /// Fashion-MNIST) or CIFAR-10 binary batches, detected by the files present.
     Idx,
 }
 
-/// `[data.idx]`: an IDX image directory and split.
+/// `[data.idx]`: an image directory (IDX or CIFAR-10 binary) and split.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IdxDataConfig {
-    /// Directory with `train-images-idx3-ubyte[.gz]` etc. (relative paths: from the working
+    /// Directory with `train-images-idx3-ubyte[.gz]` etc. or `data_batch_N.bin`/`test_batch.bin` (relative paths: from the working
     /// directory).
     pub dir: std::path::PathBuf,
     /// `train` or `test`.

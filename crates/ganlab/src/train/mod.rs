@@ -201,7 +201,7 @@ pub fn make_sampler(cfg: &TrainConfig) -> Result<Box<dyn Sampler>> {
     Ok(match cfg.data.source {
         DataSource::Toy2d => Box::new(Toy2d::new(cfg.data.toy2d.clone())),
         DataSource::Idx => {
-            let set = crate::data::load_idx_images(&cfg.data.idx.dir, cfg.data.idx.split()?)?;
+            let set = crate::data::load_image_set(&cfg.data.idx.dir, cfg.data.idx.split()?)?;
             let s = set.images.size();
             if let Some((field, [c, h, w])) = cfg.model.image_shape() {
                 if s[1] != c || s[2] != h || s[3] != w {

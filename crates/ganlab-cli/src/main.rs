@@ -60,6 +60,28 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Walk the latent space of a run: ROWS paths of STEPS codes between random endpoints
+    /// (slerp): interpolation.png (one path per row) or interpolation.svg (2-D), and .npy.
+    Interpolate {
+        /// Run directory.
+        #[arg(long)]
+        run: PathBuf,
+        /// Output directory (created; must be new or empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of paths.
+        #[arg(long, default_value_t = 8)]
+        rows: i64,
+        /// Codes per path, endpoints included.
+        #[arg(long, default_value_t = 10)]
+        steps: i64,
+        /// Seed of the endpoints.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Straight lines instead of slerp.
+        #[arg(long)]
+        linear: bool,
+    },
     /// Improve a trained run by moving latent codes (Wasserstein gradient flow with KRR or
     /// KDE estimates, DOT, DDLS): refined samples, latents, a before/after figure, summary.json.
     Refine(RefineArgs),
@@ -392,6 +414,48 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 t.step(),
                 out.display()
             );
+            Ok(())
+        }
+        Command::Interpolate {
+            run,
+            out,
+            rows,
+            steps,
+            seed,
+            linear,
+        } => {
+            for (flag, v) in [("--rows", rows), ("--steps", steps)] {
+                anyhow::ensure!(
+                    (2..=1000).contains(&v),
+                    GanError::config(flag, format!("must be in [2, 1000], got {v}"))
+                );
+            }
+            let t = Trainer::open(&run)?;
+            ganlab::train::create_output_dir(&out)?;
+            let ends = t.latent_codes(2 * rows, seed);
+            let paths: Vec<tch::Tensor> = (0..rows)
+                .map(|r| {
+                    ganlab::models::latent_path(
+                        &ends.get(2 * r),
+                        &ends.get(2 * r + 1),
+                        steps,
+                        !linear,
+                    )
+                })
+                .collect();
+            let x = t
+                .generate(&tch::Tensor::cat(&paths, 0))
+                .to_device(tch::Device::Cpu);
+            ganlab::report::npy::write_f32(&out.join("interpolation.npy"), &x)?;
+            if x.dim() == 4 {
+                let g = ganlab::data::grid(&x, steps, 2)?;
+                ganlab::data::write_png(&out.join("interpolation.png"), &g)?;
+            } else {
+                let svg = t.scatter_svg(&x, &format!("{rows} latent paths of {steps} codes"))?;
+                std::fs::write(out.join("interpolation.svg"), svg)
+                    .with_context(|| format!("writing {}", out.display()))?;
+            }
+            println!("wrote {rows} paths of {steps} codes to {}", out.display());
             Ok(())
         }
         Command::Eval(a) => eval(a),

@@ -167,6 +167,32 @@ fn image_run_train_and_sample_pngs() {
     ] {
         assert!(d.join(f).exists(), "{f} missing");
     }
+    // A latent walk: one row per path.
+    let o = ganlab(
+        &[
+            "interpolate",
+            "--run",
+            "run",
+            "--out",
+            "walk",
+            "--rows",
+            "3",
+            "--steps",
+            "4",
+        ],
+        &d,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(d.join("walk/interpolation.png").exists());
+    let npy = std::fs::read(d.join("walk/interpolation.npy")).unwrap();
+    let hlen = u16::from_le_bytes([npy[8], npy[9]]) as usize;
+    assert_eq!(npy.len(), 10 + hlen + 12 * 28 * 28 * 4);
+    let o = ganlab(
+        &["interpolate", "--run", "run", "--out", "w2", "--steps", "1"],
+        &d,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--steps"));
     // Refinement with an inpainting condition writes its files and reports the known-pixel
     // error before and after; bad arguments are exit 2 naming the flag.
     let o = ganlab(

@@ -32,7 +32,11 @@ pub fn load_cifar10(dir: &Path, split: Split) -> Result<ImageSet> {
         return Err(GanError::Input(format!(
             "{}: no CIFAR-10 {} batches (data_batch_N.bin / test_batch.bin)",
             dir.display(),
-            if split == Split::Train { "train" } else { "test" }
+            if split == Split::Train {
+                "train"
+            } else {
+                "test"
+            }
         )));
     }
     let (mut pixels, mut labels) = (Vec::new(), Vec::new());
@@ -101,7 +105,10 @@ mod tests {
         assert!(e.contains("no CIFAR-10 train batches"), "{e}");
         std::fs::write(dir.join("test_batch.bin"), &bytes[..RECORD + 100]).unwrap();
         let e = load_cifar10(&dir, Split::Test).unwrap_err().to_string();
-        assert!(e.contains("test_batch.bin") && e.contains("truncated"), "{e}");
+        assert!(
+            e.contains("test_batch.bin") && e.contains("truncated"),
+            "{e}"
+        );
         bytes[RECORD] = 12;
         std::fs::write(dir.join("test_batch.bin"), &bytes).unwrap();
         let e = load_cifar10(&dir, Split::Test).unwrap_err().to_string();

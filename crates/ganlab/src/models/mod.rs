@@ -29,3 +29,55 @@ pub trait Discriminator: std::fmt::Debug {
         false
     }
 }
+
+/// `steps` points from latent code `a` to `b` (both [k]), endpoints included: [steps, k].
+/// `spherical`: slerp, which keeps codes at the norm a Gaussian prior puts its mass at (a
+/// straight line between two N(0, I) codes passes through low-norm, atypical codes — the
+/// lecture's "walk around the data manifold" wants typical ones); else a straight line.
+pub fn latent_path(a: &Tensor, b: &Tensor, steps: i64, spherical: bool) -> Tensor {
+    let ts: Vec<f64> = (0..steps)
+        .map(|i| i as f64 / (steps - 1).max(1) as f64)
+        .collect();
+    let rows: Vec<Tensor> = if spherical {
+        let (na, nb) = (a.norm().double_value(&[]), b.norm().double_value(&[]));
+        let cos = (a.dot(b).double_value(&[]) / (na * nb).max(1e-12)).clamp(-1.0, 1.0);
+        let omega = cos.acos();
+        ts.iter()
+            .map(|&t| {
+                if omega.abs() < 1e-6 {
+                    a * (1.0 - t) + b * t
+                } else {
+                    a * (((1.0 - t) * omega).sin() / omega.sin())
+                        + b * ((t * omega).sin() / omega.sin())
+                }
+            })
+            .collect()
+    } else {
+        ts.iter().map(|&t| a * (1.0 - t) + b * t).collect()
+    };
+    Tensor::stack(&rows, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Endpoints are exact; the straight line's midpoint is the mean; slerp between codes of
+    /// equal norm keeps that norm (closed form: ‖slerp‖ = ‖a‖ when ‖a‖ = ‖b‖), to 1e-5.
+    #[test]
+    fn latent_paths() {
+        let a = Tensor::from_slice(&[3.0f32, 0.0, 0.0]);
+        let b = Tensor::from_slice(&[0.0f32, 3.0, 0.0]);
+        for spherical in [false, true] {
+            let p = latent_path(&a, &b, 5, spherical);
+            assert_eq!(p.size(), vec![5, 3]);
+            assert!(p.get(0).allclose(&a, 1e-6, 1e-6, false));
+            assert!(p.get(4).allclose(&b, 1e-6, 1e-6, false));
+        }
+        let mid = latent_path(&a, &b, 3, false).get(1);
+        assert!(mid.allclose(&Tensor::from_slice(&[1.5f32, 1.5, 0.0]), 1e-6, 1e-6, false));
+        let norms = latent_path(&a, &b, 7, true).norm_scalaropt_dim(2, [1], false);
+        let err = (norms - 3.0).abs().max().double_value(&[]);
+        assert!(err < 1e-5, "slerp norm error {err}");
+    }
+}

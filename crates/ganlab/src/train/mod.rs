@@ -433,24 +433,33 @@ impl Trainer {
     /// `n` generator samples from latent codes seeded by `seed` (no gradient).
     /// With `run.ema_beta` > 0 the EMA weights generate (swapped in for the call).
     pub fn sample(&self, n: i64, seed: u64) -> Tensor {
-        let Some(ema) = &self.ema_g else {
-            return self.sample_without_ema(n, seed);
-        };
-        let _guard = tch::no_grad_guard();
-        let mut flat = self.opt_g.flat().shallow_clone();
-        let trained = flat.copy();
-        flat.copy_(ema);
-        let x = self.sample_without_ema(n, seed);
-        flat.copy_(&trained);
-        x
+        self.generate(&self.latent_codes(n, seed))
     }
 
     /// `sample` with the trained (not averaged) weights.
     pub fn sample_without_ema(&self, n: i64, seed: u64) -> Tensor {
         let _guard = tch::no_grad_guard();
+        self.g.forward(&self.latent_codes(n, seed))
+    }
+
+    /// The `n` latent codes `sample(n, seed)` uses.
+    pub fn latent_codes(&self, n: i64, seed: u64) -> Tensor {
         tch::manual_seed(step_seed(seed, u64::MAX - 1));
-        let z = Tensor::randn([n, self.g.latent_dim()], (Kind::Float, self.device));
-        self.g.forward(&z)
+        Tensor::randn([n, self.g.latent_dim()], (Kind::Float, self.device))
+    }
+
+    /// G(z) without gradient, with the EMA weights where the run keeps them.
+    pub fn generate(&self, z: &Tensor) -> Tensor {
+        let _guard = tch::no_grad_guard();
+        let Some(ema) = &self.ema_g else {
+            return self.g.forward(z);
+        };
+        let mut flat = self.opt_g.flat().shallow_clone();
+        let trained = flat.copy();
+        flat.copy_(ema);
+        let x = self.g.forward(z);
+        flat.copy_(&trained);
+        x
     }
 
     /// Prepares an opened run for inference on its latent codes (e.g. `crate::refine`): G

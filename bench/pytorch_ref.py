@@ -119,24 +119,133 @@ def mlp_gan(args, diffusion):
     return step, 1
 
 
-def dcgan32_gan(args):
-    """One DCGAN 32x32 RGB step (width 64, z 100, batch 64, BN in train mode, Adam 2e-4/0.5),
-    1024 fixed random images drawn with replacement; the same nets as ganlab's DcganConfig."""
+def dcgan_gan(size):
+    """One DCGAN step at 32 or 64 px RGB (width 64, z 100, batch 64, BN in train mode, Adam
+    2e-4/0.5), 1024 fixed random images drawn with replacement; the same nets as ganlab's
+    DcganConfig (64 px adds one up/down block)."""
     w, nz, batch = 64, 100, 64
-    G = nn.Sequential(
-        nn.ConvTranspose2d(nz, 4 * w, 4, 1, 0, bias=False), nn.BatchNorm2d(4 * w), nn.ReLU(),
-        nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * w), nn.ReLU(),
-        nn.ConvTranspose2d(2 * w, w, 4, 2, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(),
-        nn.ConvTranspose2d(w, 3, 4, 2, 1), nn.Tanh())
-    D = nn.Sequential(
-        nn.Conv2d(3, w, 4, 2, 1), nn.LeakyReLU(0.2),
-        nn.Conv2d(w, 2 * w, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * w), nn.LeakyReLU(0.2),
-        nn.Conv2d(2 * w, 4 * w, 4, 2, 1, bias=False), nn.BatchNorm2d(4 * w), nn.LeakyReLU(0.2),
-        nn.Conv2d(4 * w, 1, 4, 1, 0), nn.Flatten())
-    data = torch.rand(1024, 3, 32, 32) * 2 - 1
+    ups = 3 if size == 32 else 4
+    c = w << (ups - 1)
+    g = [nn.ConvTranspose2d(nz, c, 4, 1, 0, bias=False), nn.BatchNorm2d(c), nn.ReLU()]
+    for _ in range(ups - 1):
+        g += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(c // 2), nn.ReLU()]
+        c //= 2
+    G = nn.Sequential(*g, nn.ConvTranspose2d(c, 3, 4, 2, 1), nn.Tanh())
+    d, c = [nn.Conv2d(3, w, 4, 2, 1), nn.LeakyReLU(0.2)], w
+    for _ in range(ups - 1):
+        d += [nn.Conv2d(c, 2 * c, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * c), nn.LeakyReLU(0.2)]
+        c *= 2
+    D = nn.Sequential(*d, nn.Conv2d(c, 1, 4, 1, 0), nn.Flatten())
+    data = torch.rand(1024, 3, size, size) * 2 - 1
     step = gan_step(G, D, real_batch=lambda: data[torch.randint(0, 1024, (batch,))],
                     latent=lambda: torch.randn(batch, nz, 1, 1))
     return step, 1
+
+
+class GBlock(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(c), nn.Conv2d(c, c, 3, 1, 1)
+        self.bn2, self.conv2 = nn.BatchNorm2d(c), nn.Conv2d(c, c, 3, 1, 1)
+        self.shortcut = nn.Conv2d(c, c, 1)
+
+    def forward(self, x):
+        h = self.conv1(F.interpolate(F.relu(self.bn1(x)), scale_factor=2))
+        h = self.conv2(F.relu(self.bn2(h)))
+        return h + self.shortcut(F.interpolate(x, scale_factor=2))
+
+
+class DBlock(nn.Module):
+    def __init__(self, cin, c, down, optimized):
+        super().__init__()
+        sn = nn.utils.parametrizations.spectral_norm
+        self.conv1, self.conv2 = sn(nn.Conv2d(cin, c, 3, 1, 1)), sn(nn.Conv2d(c, c, 3, 1, 1))
+        self.shortcut = sn(nn.Conv2d(cin, c, 1)) if down or cin != c else None
+        self.down, self.optimized = down, optimized
+
+    def forward(self, x):
+        h = self.conv2(F.relu(self.conv1(x if self.optimized else F.relu(x))))
+        if self.down:
+            h = F.avg_pool2d(h, 2)
+        if self.shortcut is None:
+            return h + x
+        if self.optimized:
+            return h + self.shortcut(F.avg_pool2d(x, 2))
+        s = self.shortcut(x)
+        return h + (F.avg_pool2d(s, 2) if self.down else s)
+
+
+class SnganG(nn.Module):
+    def __init__(self, nz=128, c=128):
+        super().__init__()
+        self.c = c
+        self.input = nn.Linear(nz, c * 16)
+        self.blocks = nn.Sequential(GBlock(c), GBlock(c), GBlock(c))
+        self.bn, self.out = nn.BatchNorm2d(c), nn.Conv2d(c, 3, 3, 1, 1)
+
+    def forward(self, z):
+        h = self.blocks(self.input(z).view(-1, self.c, 4, 4))
+        return torch.tanh(self.out(F.relu(self.bn(h))))
+
+
+class SnganD(nn.Module):
+    def __init__(self, c=128):
+        super().__init__()
+        self.blocks = nn.Sequential(DBlock(3, c, True, True), DBlock(c, c, True, False),
+                                    DBlock(c, c, False, False), DBlock(c, c, False, False))
+        self.out = nn.utils.parametrizations.spectral_norm(nn.Linear(c, 1))
+
+    def forward(self, x):
+        return self.out(F.relu(self.blocks(x)).sum((2, 3)))
+
+
+def sngan32_gan(args):
+    """One SNGAN step at 32 px (Miyato's CIFAR ResNet, G and D 128 channels, z 128, batch 64,
+    spectral norm on every D layer with one power iteration per forward), hinge loss,
+    Adam(2e-4, 0, 0.9), one D step per G step; ganlab's SnganConfig with g_width = d_width = 128."""
+    G, D, batch, nz = SnganG(), SnganD(), 64, 128
+    og = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.0, 0.9))
+    od = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.0, 0.9))
+    data = torch.rand(1024, 3, 32, 32) * 2 - 1
+
+    def step():
+        x = data[torch.randint(0, 1024, (batch,))]
+        with torch.no_grad():
+            xg = G(torch.randn(batch, nz))
+        real, fake = D(x), D(xg)
+        ld = F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+        od.zero_grad()
+        ld.backward()
+        od.step()
+        D.requires_grad_(False)
+        lg = -D(G(torch.randn(batch, nz))).mean()
+        og.zero_grad()
+        lg.backward()
+        og.step()
+        D.requires_grad_(True)
+        return ld.item(), lg.item(), real.detach().mean().item(), fake.detach().mean().item()
+
+    return step, 1
+
+
+def diffusion_noise(args):
+    """Diffusion-GAN's per-minibatch noise: t for 64 RGB 32x32 images from a 64-slot list with
+    32 zeros and 32 priority draws (p(t) ∝ t, T = 500), then y = sqrt(abar_t) x +
+    sqrt(1 - abar_t) sigma eps with sigma 0.05 (linear betas 1e-4 to 0.02)."""
+    T = 500
+    betas = torch.linspace(1e-4, 0.02, T)
+    abar = torch.cat([torch.ones(1), torch.cumprod(1 - betas, 0)])
+    sa, s1a = abar.sqrt(), (1 - abar).sqrt() * 0.05
+    prio = torch.arange(1, T + 1, dtype=torch.float)
+    epl = torch.cat([torch.zeros(32, dtype=torch.long), torch.multinomial(prio, 32, True) + 1])
+    x = torch.rand(64, 3, 32, 32)
+
+    def step():
+        t = epl[torch.randint(0, 64, (64,))]
+        y = sa[t].view(-1, 1, 1, 1) * x + s1a[t].view(-1, 1, 1, 1) * torch.randn_like(x)
+        return y[0, 0, 0, 0].item()
+
+    return step, 64
 
 
 def sample_mlp(args):
@@ -169,7 +278,10 @@ WORKLOADS = {
     "mlp_gan": lambda a: mlp_gan(a, False),
     "mlp_diffusion_gan": lambda a: mlp_gan(a, True),
     "sample_mlp": sample_mlp,
-    "dcgan32_gan": dcgan32_gan,
+    "dcgan32_gan": lambda a: dcgan_gan(32),
+    "dcgan64_gan": lambda a: dcgan_gan(64),
+    "sngan32_gan": sngan32_gan,
+    "diffusion_noise": diffusion_noise,
     "inception_features": inception_features,
 }
 

@@ -18,6 +18,9 @@ pub const WORKLOADS: &[&str] = &[
     "mlp_diffusion_gan",
     "sample_mlp",
     "dcgan32_gan",
+    "dcgan64_gan",
+    "sngan32_gan",
+    "diffusion_noise",
     "inception_features",
 ];
 
@@ -26,7 +29,9 @@ pub fn default_iters(workload: &str) -> usize {
     match workload {
         "sample_mlp" => 40,
         "inception_features" => 2,
-        "dcgan32_gan" => 10,
+        "dcgan32_gan" | "sngan32_gan" => 10,
+        "dcgan64_gan" => 3,
+        "diffusion_noise" => 200,
         _ => 300,
     }
 }
@@ -34,8 +39,8 @@ pub fn default_iters(workload: &str) -> usize {
 /// Untimed calls before timing for `workload`.
 pub fn default_warmup(workload: &str) -> usize {
     match workload {
-        "inception_features" => 1,
-        "dcgan32_gan" => 3,
+        "inception_features" | "dcgan64_gan" => 1,
+        "dcgan32_gan" | "sngan32_gan" => 3,
         _ => 50,
     }
 }
@@ -137,24 +142,61 @@ pub fn run(workload: &str, p: Protocol) -> Result<Measurement> {
             let mut t = Trainer::new(cfg, &scratch.0)?;
             Box::new(move || t.train_step().map(|_| 1.0))
         }
-        "dcgan32_gan" => {
-            // DCGAN 32×32 RGB, width 64, z 100, batch 64, non-saturating, Adam; data: 1024
-            // fixed random images drawn with replacement.
+        "dcgan32_gan" | "dcgan64_gan" | "sngan32_gan" => {
+            // Batch 64 of RGB images, non-saturating Adam(2e-4, 0.5) for DCGAN (width 64, z
+            // 100) at 32 or 64 px; SNGAN 32 px (G 128 / D 128 channels, z 128) with the hinge
+            // loss and Adam(2e-4, 0, 0.9), one D step per G step. Data: 1024 fixed random
+            // images drawn with replacement.
+            let size = if workload == "dcgan64_gan" { 64 } else { 32 };
             let mut cfg = TrainConfig::default();
             cfg.data.source = crate::train::DataSource::Idx;
-            cfg.model.family = crate::train::ModelFamily::Dcgan;
-            cfg.model.dcgan.image_size = 32;
-            cfg.model.dcgan.channels = 3;
+            if workload == "sngan32_gan" {
+                cfg.model.family = crate::train::ModelFamily::Sngan;
+                cfg.model.sngan.g_width = 128;
+                cfg.model.sngan.d_width = 128;
+                cfg.objective.kind = crate::objectives::ObjectiveKind::Hinge;
+                for o in [&mut cfg.optim.g, &mut cfg.optim.d] {
+                    o.beta1 = 0.0;
+                    o.beta2 = 0.9;
+                }
+            } else {
+                cfg.model.family = crate::train::ModelFamily::Dcgan;
+                cfg.model.dcgan.image_size = size;
+                cfg.model.dcgan.channels = 3;
+            }
             cfg.diffusion.enabled = false;
             cfg.run.batch_size = 64;
             cfg.run.steps = 100_000_000;
             tch::manual_seed(0);
-            let images = tch::Tensor::rand([1024, 3, 32, 32], (tch::Kind::Float, tch::Device::Cpu))
-                * 2.0
-                - 1.0;
+            let images =
+                tch::Tensor::rand([1024, 3, size, size], (tch::Kind::Float, tch::Device::Cpu))
+                    * 2.0
+                    - 1.0;
             let data = Box::new(crate::data::TensorSampler::new(images)?);
             let mut t = Trainer::with_sampler(cfg, &scratch.0, data)?;
             Box::new(move || t.train_step().map(|_| 1.0))
+        }
+        "diffusion_noise" => {
+            // Diffusion-GAN's added cost per minibatch: draw t for 64 RGB 32×32 images and
+            // diffuse them, y = √ᾱ_t x + √(1 − ᾱ_t) σ ε, at T = 500 (pixel config).
+            let mut d = crate::diffusion::Diffusion::new(
+                crate::diffusion::DiffusionConfig {
+                    enabled: true,
+                    t_min: 500,
+                    t_max: 500,
+                    sigma: 0.05,
+                    ..Default::default()
+                },
+                0,
+            );
+            tch::manual_seed(0);
+            let x = tch::Tensor::rand([64, 3, 32, 32], (tch::Kind::Float, tch::Device::Cpu));
+            Box::new(move || {
+                let t = d.sample_t(64);
+                let y = d.diffuse(&x, &t)?;
+                std::hint::black_box(y.double_value(&[0, 0, 0, 0]));
+                Ok(64.0)
+            })
         }
         "sample_mlp" => {
             let t = Trainer::new(TrainConfig::default(), &scratch.0)?;

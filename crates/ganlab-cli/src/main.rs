@@ -59,6 +59,9 @@ enum Command {
         /// Seed of the latent codes.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Class-conditional runs: all samples of this class (default: classes in turn).
+        #[arg(long)]
+        class: Option<i64>,
     },
     /// Walk the latent space of a run: ROWS paths of STEPS codes between random endpoints
     /// (slerp): interpolation.png (one path per row) or interpolation.svg (2-D), and .npy.
@@ -382,14 +385,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let s = t.run(progress(quiet, "train").as_mut())?;
             print_summary(&dir, &s)
         }
-        Command::Sample { run, n, out, seed } => {
+        Command::Sample {
+            run,
+            n,
+            out,
+            seed,
+            class,
+        } => {
             anyhow::ensure!(
                 (1..=10_000_000).contains(&n),
                 GanError::Input(format!("--n must be in [1, 10000000], got {n}"))
             );
             let t = Trainer::open(&run)?;
+            let x = match class {
+                Some(k) => t.sample_class(n, seed, k)?,
+                None => t.sample(n, seed),
+            };
             ganlab::train::create_output_dir(&out)?;
-            let x = t.sample(n, seed);
             ganlab::report::npy::write_f32(&out.join("samples.npy"), &x)?;
             if x.dim() == 2 && x.size()[1] == 2 {
                 let svg = t.scatter_svg(&x, &format!("{} samples, step {}", n, t.step()))?;

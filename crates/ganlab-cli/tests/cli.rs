@@ -244,3 +244,30 @@ fn image_run_train_and_sample_pngs() {
         "a failed refine leaves no directory"
     );
 }
+
+/// A class-conditional run samples one class on request; an unknown class is exit 2.
+#[test]
+fn conditional_sample_per_class() {
+    let d = tmp("cond");
+    std::fs::write(
+        d.join("c.toml"),
+        format!("{TINY}[model.conditional]\nnum_classes = 25\nmismatched = true\n"),
+    )
+    .unwrap();
+    let o = ganlab(&["train", "c.toml", "--out", "run", "--quiet"], &d);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = ganlab(
+        &["sample", "--run", "run", "--n", "10", "--class", "3", "--out", "s3"],
+        &d,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(d.join("s3/samples.npy").exists());
+    let o = ganlab(
+        &["sample", "--run", "run", "--n", "10", "--class", "25", "--out", "s25"],
+        &d,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--class"), "{}", stderr(&o));
+    assert!(!d.join("s25").exists());
+    std::fs::remove_dir_all(d).unwrap();
+}

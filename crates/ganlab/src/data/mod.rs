@@ -32,6 +32,10 @@ pub fn load_image_set(dir: &std::path::Path, split: Split) -> Result<ImageSet> {
 pub trait Sampler: std::fmt::Debug {
     /// A batch of `n` samples on `device`.
     fn sample(&mut self, n: i64, device: Device) -> Result<Tensor>;
+    /// A batch with its class labels [n] (Int64) where the data has them.
+    fn sample_labeled(&mut self, n: i64, device: Device) -> Result<(Tensor, Option<Tensor>)> {
+        Ok((self.sample(n, device)?, None))
+    }
 }
 
 /// Draws minibatches from a fixed tensor [N, ...] with replacement, through libtorch's
@@ -40,6 +44,7 @@ pub trait Sampler: std::fmt::Debug {
 #[derive(Debug)]
 pub struct TensorSampler {
     data: Tensor,
+    labels: Option<Tensor>,
 }
 
 impl TensorSampler {
@@ -48,17 +53,39 @@ impl TensorSampler {
         if data.size().first().copied().unwrap_or(0) < 1 {
             return Err(crate::error::GanError::Input("data set is empty".into()));
         }
-        Ok(Self { data })
+        Ok(Self { data, labels: None })
+    }
+
+    /// Samples rows of `data` with their `labels` [N].
+    pub fn with_labels(data: Tensor, labels: Tensor) -> Result<Self> {
+        if labels.size() != [data.size()[0]] {
+            return Err(crate::error::GanError::Input(format!(
+                "{:?} labels for {} samples",
+                labels.size(),
+                data.size()[0]
+            )));
+        }
+        let mut s = Self::new(data)?;
+        s.labels = Some(labels);
+        Ok(s)
     }
 }
 
 impl Sampler for TensorSampler {
     fn sample(&mut self, n: i64, device: Device) -> Result<Tensor> {
+        Ok(self.sample_labeled(n, device)?.0)
+    }
+
+    fn sample_labeled(&mut self, n: i64, device: Device) -> Result<(Tensor, Option<Tensor>)> {
         let idx = Tensor::randint(
             self.data.size()[0],
             [n],
             (tch::Kind::Int64, tch::Device::Cpu),
         );
-        Ok(self.data.index_select(0, &idx).to_device(device))
+        let labels = self
+            .labels
+            .as_ref()
+            .map(|l| l.index_select(0, &idx).to_device(device));
+        Ok((self.data.index_select(0, &idx).to_device(device), labels))
     }
 }

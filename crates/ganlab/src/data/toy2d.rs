@@ -95,6 +95,12 @@ impl Toy2d {
 
 impl Sampler for Toy2d {
     fn sample(&mut self, n: i64, device: Device) -> Result<Tensor> {
+        Ok(self.sample_labeled(n, device)?.0)
+    }
+
+    /// Sets with modes label each point with its mode's index (the class of a conditional
+    /// GAN on 25 Gaussians).
+    fn sample_labeled(&mut self, n: i64, device: Device) -> Result<(Tensor, Option<Tensor>)> {
         let opts = (Kind::Float, device);
         Ok(match self.cfg.kind {
             Toy2dKind::Gaussians25 | Toy2dKind::Ring8 => {
@@ -105,18 +111,20 @@ impl Sampler for Toy2d {
                     .collect();
                 let centres = Tensor::from_slice(&flat).view([-1, 2]).to_device(device);
                 let idx = Tensor::randint(self.centres.len() as i64, [n], (Kind::Int64, device));
-                centres.index_select(0, &idx) + Tensor::randn([n, 2], opts) * self.cfg.std
+                let x = centres.index_select(0, &idx) + Tensor::randn([n, 2], opts) * self.cfg.std;
+                (x, Some(idx))
             }
             Toy2dKind::SwissRoll => {
                 // Marsland's swiss roll scaled to about [-4, 4]²: r = θ ∈ [1.5π, 4.5π].
                 let theta = Tensor::rand([n], opts) * (3.0 * std::f64::consts::PI)
                     + 1.5 * std::f64::consts::PI;
                 let xy = Tensor::stack(&[&theta * theta.cos(), &theta * theta.sin()], 1) / 3.5;
-                xy + Tensor::randn([n, 2], opts) * self.cfg.std
+                (xy + Tensor::randn([n, 2], opts) * self.cfg.std, None)
             }
-            Toy2dKind::Line => {
-                Tensor::stack(&[Tensor::zeros([n], opts), Tensor::rand([n], opts)], 1)
-            }
+            Toy2dKind::Line => (
+                Tensor::stack(&[Tensor::zeros([n], opts), Tensor::rand([n], opts)], 1),
+                None,
+            ),
         })
     }
 }

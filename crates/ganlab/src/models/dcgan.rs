@@ -220,6 +220,15 @@ impl Discriminator for DcganDiscriminator {
     fn features(&self, y: &Tensor, t: &Tensor) -> Tensor {
         self.feature_map(y, t).flatten(1, -1)
     }
+
+    fn feature_dim(&self) -> i64 {
+        self.out.ws.size()[1..].iter().product()
+    }
+
+    fn score_and_features(&self, y: &Tensor, t: &Tensor) -> (Tensor, Tensor) {
+        let h = self.feature_map(y, t);
+        (self.out.forward(&h).flatten(1, -1), h.flatten(1, -1))
+    }
 }
 
 #[cfg(test)]

@@ -152,6 +152,15 @@ impl Discriminator for MlpDiscriminator {
         self.out.forward(&self.features(y, t))
     }
 
+    fn feature_dim(&self) -> i64 {
+        self.out.ws.size()[1]
+    }
+
+    fn score_and_features(&self, y: &Tensor, t: &Tensor) -> (Tensor, Tensor) {
+        let f = self.features(y, t);
+        (self.out.forward(&f), f)
+    }
+
     fn features(&self, y: &Tensor, t: &Tensor) -> Tensor {
         let h0 = self.layers[0].forward(y);
         let mut h = match &self.t_embed {

@@ -2,6 +2,7 @@
 //! generator and discriminator implementing [`Generator`] and [`Discriminator`], so the
 //! trainer runs any of them unchanged.
 
+pub mod conditional;
 pub mod dcgan;
 pub mod mlp;
 pub mod sngan;
@@ -14,6 +15,15 @@ pub trait Generator: std::fmt::Debug {
     fn forward(&self, z: &Tensor) -> Tensor;
     /// Dimension of z.
     fn latent_dim(&self) -> i64;
+    /// G(z, c) for class labels `c` [n] (Int64); unconditional models ignore them.
+    fn forward_c(&self, z: &Tensor, c: Option<&Tensor>) -> Tensor {
+        let _ = c;
+        self.forward(z)
+    }
+    /// Number of classes of a class-conditional G (0: unconditional).
+    fn num_classes(&self) -> i64 {
+        0
+    }
 }
 
 /// D(y, t[, c]) → one raw score per sample ([n, 1]).
@@ -23,6 +33,15 @@ pub trait Discriminator: std::fmt::Debug {
     /// The activations the output layer reads ([n, F]): D's learned features, used e.g. as
     /// the kernel features of latent refinement (`crate::refine`).
     fn features(&self, y: &Tensor, t: &Tensor) -> Tensor;
+    /// Size F of [`Discriminator::features`].
+    fn feature_dim(&self) -> i64;
+    /// The score and the features in one pass (the score is a linear head on the features).
+    fn score_and_features(&self, y: &Tensor, t: &Tensor) -> (Tensor, Tensor);
+    /// D(y, t, c) for class labels `c` [n]; unconditional models ignore them.
+    fn forward_c(&self, y: &Tensor, t: &Tensor, c: Option<&Tensor>) -> Tensor {
+        let _ = c;
+        self.forward(y, t)
+    }
     /// True when each sample's score depends on that sample alone (no batch statistics),
     /// so the trainer may score real and fake samples in one forward pass.
     fn batch_independent(&self) -> bool {

@@ -150,6 +150,7 @@ impl SnganConfig {
         }
         SnganDiscriminator {
             blocks,
+            width: c,
             out: sn_linear(&path / "out", c, 1),
             t_embed: with_t.then(|| self.t_embedding.init(&path / "t_embed", c)),
         }
@@ -252,6 +253,7 @@ impl DBlock {
 #[derive(Debug)]
 pub struct SnganDiscriminator {
     blocks: Vec<DBlock>,
+    width: i64,
     out: SnLinear,
     t_embed: Option<TimestepEmbedding>,
 }
@@ -259,6 +261,15 @@ pub struct SnganDiscriminator {
 impl Discriminator for SnganDiscriminator {
     fn forward(&self, y: &Tensor, t: &Tensor) -> Tensor {
         self.out.forward(&self.features(y, t))
+    }
+
+    fn feature_dim(&self) -> i64 {
+        self.width
+    }
+
+    fn score_and_features(&self, y: &Tensor, t: &Tensor) -> (Tensor, Tensor) {
+        let f = self.features(y, t);
+        (self.out.forward(&f), f)
     }
 
     fn features(&self, y: &Tensor, t: &Tensor) -> Tensor {

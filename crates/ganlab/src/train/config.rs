@@ -9,6 +9,7 @@ use super::optim::OptimizerConfig;
 use crate::data::Toy2dConfig;
 use crate::diffusion::DiffusionConfig;
 use crate::error::{GanError, Result};
+use crate::models::conditional::ConditionalConfig;
 use crate::models::dcgan::DcganConfig;
 use crate::models::mlp::MlpConfig;
 use crate::models::sngan::SnganConfig;
@@ -153,6 +154,8 @@ pub struct ModelConfig {
     pub dcgan: DcganConfig,
     /// SNGAN settings.
     pub sngan: SnganConfig,
+    /// Class conditioning (any family).
+    pub conditional: ConditionalConfig,
 }
 
 impl ModelConfig {
@@ -187,6 +190,7 @@ impl Default for ModelConfig {
             mlp: MlpConfig::default(),
             dcgan: DcganConfig::default(),
             sngan: SnganConfig::default(),
+            conditional: ConditionalConfig::default(),
         }
     }
 }
@@ -321,6 +325,7 @@ impl TrainConfig {
         self.model.mlp.validate("model.mlp")?;
         self.model.dcgan.validate("model.dcgan")?;
         self.model.sngan.validate("model.sngan")?;
+        self.model.conditional.validate("model.conditional")?;
         self.data.idx.split()?;
         match (self.data.source, self.model.family) {
             (DataSource::Toy2d, ModelFamily::Mlp)
@@ -332,6 +337,21 @@ impl TrainConfig {
                         "{family:?} does not fit data.source {source:?} (toy2d needs mlp, idx needs dcgan or sngan)"
                     ),
                 ))
+            }
+        }
+        let cond = &self.model.conditional;
+        if cond.enabled() && self.data.source == DataSource::Toy2d {
+            let modes = crate::data::Toy2d::new(self.data.toy2d.clone())
+                .centres()
+                .len() as i64;
+            if modes != cond.num_classes {
+                return Err(GanError::config(
+                    "model.conditional.num_classes",
+                    format!(
+                        "a conditional model on {:?} has one class per mode: must be {modes}, got {}",
+                        self.data.toy2d.kind, cond.num_classes
+                    ),
+                ));
             }
         }
         if self.data.source == DataSource::Toy2d && self.model.mlp.data_dim != 2 {

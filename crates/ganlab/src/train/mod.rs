@@ -214,7 +214,26 @@ pub fn make_sampler(cfg: &TrainConfig) -> Result<Box<dyn Sampler>> {
                     ));
                 }
             }
-            Box::new(crate::data::TensorSampler::new(set.images)?)
+            let cond = &cfg.model.conditional;
+            match (cond.enabled(), set.labels) {
+                (false, _) => Box::new(crate::data::TensorSampler::new(set.images)?),
+                (true, Some(labels)) => {
+                    let max = labels.max().int64_value(&[]);
+                    if max >= cond.num_classes {
+                        return Err(GanError::config(
+                            "model.conditional.num_classes",
+                            format!("the data has label {max}; need at least {}", max + 1),
+                        ));
+                    }
+                    Box::new(crate::data::TensorSampler::with_labels(set.images, labels)?)
+                }
+                (true, None) => {
+                    return Err(GanError::config(
+                        "model.conditional.num_classes",
+                        "a conditional model needs labelled data; this data set has no labels",
+                    ))
+                }
+            }
         }
     })
 }
@@ -261,31 +280,52 @@ impl Trainer {
         tch::manual_seed(step_seed(cfg.run.seed, u64::MAX));
         let g_vs = nn::VarStore::new(device);
         let d_vs = nn::VarStore::new(device);
+        // A conditional G takes [z, E(c)]: its inner network is built for the wider input.
+        let cond = &cfg.model.conditional;
+        let extra = if cond.enabled() { cond.embed_dim } else { 0 };
+        let with_t = cfg.diffusion.enabled;
         let (g, d): (Box<dyn Generator>, Box<dyn Discriminator>) = match cfg.model.family {
-            ModelFamily::Mlp => (
-                Box::new(cfg.model.mlp.init_generator(g_vs.root())),
-                Box::new(
-                    cfg.model
-                        .mlp
-                        .init_discriminator(d_vs.root(), cfg.diffusion.enabled),
-                ),
-            ),
-            ModelFamily::Sngan => (
-                Box::new(cfg.model.sngan.init_generator(g_vs.root())),
-                Box::new(
-                    cfg.model
-                        .sngan
-                        .init_discriminator(d_vs.root(), cfg.diffusion.enabled),
-                ),
-            ),
-            ModelFamily::Dcgan => (
-                Box::new(cfg.model.dcgan.init_generator(g_vs.root())),
-                Box::new(
-                    cfg.model
-                        .dcgan
-                        .init_discriminator(d_vs.root(), cfg.diffusion.enabled),
-                ),
-            ),
+            ModelFamily::Mlp => {
+                let mut m = cfg.model.mlp.clone();
+                m.latent_dim += extra;
+                (
+                    Box::new(m.init_generator(g_vs.root())),
+                    Box::new(m.init_discriminator(d_vs.root(), with_t)),
+                )
+            }
+            ModelFamily::Sngan => {
+                let mut m = cfg.model.sngan.clone();
+                m.latent_dim += extra;
+                (
+                    Box::new(m.init_generator(g_vs.root())),
+                    Box::new(m.init_discriminator(d_vs.root(), with_t)),
+                )
+            }
+            ModelFamily::Dcgan => {
+                let mut m = cfg.model.dcgan.clone();
+                m.latent_dim += extra;
+                (
+                    Box::new(m.init_generator(g_vs.root())),
+                    Box::new(m.init_discriminator(d_vs.root(), with_t)),
+                )
+            }
+        };
+        let (g, d): (Box<dyn Generator>, Box<dyn Discriminator>) = if cond.enabled() {
+            use crate::models::conditional::{ConditionalDiscriminator, ConditionalGenerator};
+            (
+                Box::new(ConditionalGenerator::new(
+                    g,
+                    g_vs.root() / "class_embed",
+                    cond,
+                )),
+                Box::new(ConditionalDiscriminator::new(
+                    d,
+                    d_vs.root() / "class_embed",
+                    cond.num_classes,
+                )),
+            )
+        } else {
+            (g, d)
         };
         let opt_g = FlatOptimizer::new(cfg.optim.g.clone(), g_vs.trainable_variables())?;
         let opt_d = FlatOptimizer::new(cfg.optim.d.clone(), d_vs.trainable_variables())?;
@@ -448,18 +488,46 @@ impl Trainer {
         Tensor::randn([n, self.g.latent_dim()], (Kind::Float, self.device))
     }
 
-    /// G(z) without gradient, with the EMA weights where the run keeps them.
+    /// G(z) without gradient, with the EMA weights where the run keeps them (a conditional
+    /// G draws balanced labels: sample i has class i mod K).
     pub fn generate(&self, z: &Tensor) -> Tensor {
+        self.generate_c(z, None)
+    }
+
+    /// G(z, c) for class labels `c` [n] (ignored by unconditional runs), as [`Trainer::generate`].
+    pub fn generate_c(&self, z: &Tensor, c: Option<&Tensor>) -> Tensor {
         let _guard = tch::no_grad_guard();
         let Some(ema) = &self.ema_g else {
-            return self.g.forward(z);
+            return self.g.forward_c(z, c);
         };
         let mut flat = self.opt_g.flat().shallow_clone();
         let trained = flat.copy();
         flat.copy_(ema);
-        let x = self.g.forward(z);
+        let x = self.g.forward_c(z, c);
         flat.copy_(&trained);
         x
+    }
+
+    /// Number of classes of a conditional run (0: unconditional).
+    pub fn num_classes(&self) -> i64 {
+        self.g.num_classes()
+    }
+
+    /// `n` samples of class `class` (conditional runs), codes as `sample(n, seed)`.
+    pub fn sample_class(&self, n: i64, seed: u64, class: i64) -> Result<Tensor> {
+        let k = self.num_classes();
+        if !(0..k).contains(&class) {
+            return Err(GanError::config(
+                "--class",
+                if k == 0 {
+                    "this run is not class-conditional".to_string()
+                } else {
+                    format!("must be in [0, {}], got {class}", k - 1)
+                },
+            ));
+        }
+        let c = Tensor::full([n], class, (Kind::Int64, self.device));
+        Ok(self.generate_c(&self.latent_codes(n, seed), Some(&c)))
     }
 
     /// Prepares an opened run for inference on its latent codes (e.g. `crate::refine`): G
@@ -520,32 +588,65 @@ impl Trainer {
         let mut last_d = None;
         // Step I: discriminator.
         self.opt_g.set_requires_grad(false);
+        let classes = self.g.num_classes();
+        let random_labels =
+            || (classes > 0).then(|| Tensor::randint(classes, [m], (Kind::Int64, dev)));
         for _ in 0..self.objective.n_critic() {
-            let x = self.data.sample(m, dev)?;
-            let xg = self
-                .g
-                .forward(&Tensor::randn([m, zdim], (Kind::Float, dev)));
+            let (x, labels) = self.data.sample_labeled(m, dev)?;
+            let c_real = match (classes > 0, labels) {
+                (false, _) => None,
+                (true, Some(l)) => Some(l),
+                (true, None) => {
+                    return Err(GanError::Input(
+                        "a conditional model needs labelled data".into(),
+                    ))
+                }
+            };
+            let c_fake = random_labels();
+            let xg = self.g.forward_c(
+                &Tensor::randn([m, zdim], (Kind::Float, dev)),
+                c_fake.as_ref(),
+            );
             // Real and fake share the steps t; both are diffused in one call and, when D
             // has no batch statistics, scored in one forward pass (fewer, larger ops).
             let t = self.diffusion.sample_t(m as usize);
             let t2 = [t.as_slice(), t.as_slice()].concat();
             let yy = self.diffusion.diffuse(&Tensor::cat(&[&x, &xg], 0), &t2)?;
             let (real, fake) = if self.d.batch_independent() {
-                let out = self.d.forward(&yy, &Diffusion::t_tensor(&t2, dev));
+                let cc = c_real
+                    .as_ref()
+                    .zip(c_fake.as_ref())
+                    .map(|(a, b)| Tensor::cat(&[a, b], 0));
+                let out = self
+                    .d
+                    .forward_c(&yy, &Diffusion::t_tensor(&t2, dev), cc.as_ref());
                 (out.narrow(0, 0, m), out.narrow(0, m, m))
             } else {
                 let t_dev = Diffusion::t_tensor(&t, dev);
                 (
-                    self.d.forward(&yy.narrow(0, 0, m), &t_dev),
-                    self.d.forward(&yy.narrow(0, m, m), &t_dev),
+                    self.d
+                        .forward_c(&yy.narrow(0, 0, m), &t_dev, c_real.as_ref()),
+                    self.d
+                        .forward_c(&yy.narrow(0, m, m), &t_dev, c_fake.as_ref()),
                 )
             };
-            let mut loss_d = self.objective.d_loss(&real, &fake);
+            let mut loss_d = match (&c_real, self.cfg.model.conditional.mismatched) {
+                // GAN-CLS negatives: real samples with a wrong label count as fakes.
+                (Some(c), true) => {
+                    let shift = Tensor::randint_low(1, classes, [m], (Kind::Int64, dev));
+                    let wrong = (c + shift).remainder(classes);
+                    let t_dev = Diffusion::t_tensor(&t, dev);
+                    let mis = self.d.forward_c(&yy.narrow(0, 0, m), &t_dev, Some(&wrong));
+                    self.objective
+                        .d_loss(&real, &Tensor::cat(&[&fake, &mis], 0))
+                }
+                _ => self.objective.d_loss(&real, &fake),
+            };
             let oc = self.objective.config();
             if oc.r1_gamma > 0.0 || oc.gp_lambda > 0.0 {
                 // Penalties by double backward, on the diffused samples at their steps t.
                 let t_dev = Diffusion::t_tensor(&t, dev);
-                let d = |y: &Tensor| self.d.forward(y, &t_dev);
+                let d = |y: &Tensor| self.d.forward_c(y, &t_dev, c_real.as_ref());
                 let (y_real, y_fake) = (yy.narrow(0, 0, m), yy.narrow(0, m, m));
                 if oc.r1_gamma > 0.0 {
                     loss_d += penalties::r1(&d, &y_real, oc.r1_gamma);
@@ -575,14 +676,17 @@ impl Trainer {
         self.opt_g.set_requires_grad(true);
         // Step II: generator (D's parameters need no gradient).
         self.opt_d.set_requires_grad(false);
+        let c = random_labels();
         let xg = self
             .g
-            .forward(&Tensor::randn([m, zdim], (Kind::Float, dev)));
+            .forward_c(&Tensor::randn([m, zdim], (Kind::Float, dev)), c.as_ref());
         let t = self.diffusion.sample_t(m as usize);
         let yg = self.diffusion.diffuse(&xg, &t)?;
-        let loss_g = self
-            .objective
-            .g_loss(&self.d.forward(&yg, &Diffusion::t_tensor(&t, dev)));
+        let loss_g = self.objective.g_loss(&self.d.forward_c(
+            &yg,
+            &Diffusion::t_tensor(&t, dev),
+            c.as_ref(),
+        ));
         self.opt_g.zero_grad();
         loss_g.backward();
         self.opt_g.step();
@@ -978,6 +1082,56 @@ mod tests {
         for d in dirs {
             std::fs::remove_dir_all(d).unwrap();
         }
+    }
+
+    /// A class-conditional MLP GAN on 25 Gaussians (label = mode) with GAN-CLS negatives
+    /// learns its labels: after 1500 steps, ≥ 50% of the samples drawn per class (80 for each
+    /// of the 25) lie within 1 (half the grid spacing; squared distance < 1) of their own
+    /// class's centre, against 4% by chance. (Measured 0.93 here; every sample of classes 0
+    /// and 12 within 1 at 3000 steps with the default nets.) Unknown classes and unlabelled data are errors
+    /// naming the field.
+    #[test]
+    fn conditional_toy_learns_its_labels() {
+        let _rng = crate::test_rng_lock();
+        let mut cfg = tiny_config(1500);
+        cfg.model.mlp.hidden = 64;
+        cfg.run.batch_size = 128;
+        cfg.run.eval_every = 1500;
+        cfg.run.checkpoint_every = 1500;
+        cfg.model.conditional.num_classes = 25;
+        cfg.model.conditional.mismatched = true;
+        let dir = tmp("conditional");
+        let mut t = Trainer::new(cfg.clone(), &dir).unwrap();
+        t.run(&mut Silent).unwrap();
+        // Over all 25 classes, 80 samples each: the fraction within 1 of its own centre.
+        let toy = Toy2d::new(cfg.data.toy2d.clone());
+        let mut hits = 0.0;
+        for (k, c) in toy.centres().iter().enumerate() {
+            let x = t.sample_class(80, 7, k as i64).unwrap();
+            let centre = Tensor::from_slice(&[c[0] as f32, c[1] as f32]);
+            hits += (x - centre)
+                .square()
+                .sum_dim_intlist(1, false, Kind::Float)
+                .lt(1.0)
+                .to_kind(Kind::Double)
+                .sum(Kind::Double)
+                .double_value(&[]);
+        }
+        let acc = hits / (25.0 * 80.0);
+        assert!(
+            acc >= 0.5,
+            "{acc} of the samples within 1 of their class's centre"
+        );
+        assert!(t
+            .sample_class(4, 0, 25)
+            .unwrap_err()
+            .to_string()
+            .contains("--class"));
+        let mut bad = cfg.clone();
+        bad.model.conditional.num_classes = 10;
+        let e = Trainer::new(bad, &tmp("cond-bad")).unwrap_err().to_string();
+        assert!(e.contains("model.conditional.num_classes"), "{e}");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     /// EMA: after k steps it equals the recurrence e ← β e + (1 − β) θ_k started at θ_1 (to

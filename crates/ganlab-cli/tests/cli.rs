@@ -257,13 +257,17 @@ fn conditional_sample_per_class() {
     let o = ganlab(&["train", "c.toml", "--out", "run", "--quiet"], &d);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let o = ganlab(
-        &["sample", "--run", "run", "--n", "10", "--class", "3", "--out", "s3"],
+        &[
+            "sample", "--run", "run", "--n", "10", "--class", "3", "--out", "s3",
+        ],
         &d,
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(d.join("s3/samples.npy").exists());
     let o = ganlab(
-        &["sample", "--run", "run", "--n", "10", "--class", "25", "--out", "s25"],
+        &[
+            "sample", "--run", "run", "--n", "10", "--class", "25", "--out", "s25",
+        ],
         &d,
     );
     assert_eq!(o.status.code(), Some(2));

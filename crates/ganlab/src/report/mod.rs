@@ -3,6 +3,7 @@
 pub mod html;
 pub mod npy;
 pub mod svg;
+pub mod tensorboard;
 
 pub use html::Report;
 pub use svg::{LinePlot, ScatterPlot, Series};

@@ -43,6 +43,8 @@ pub struct RunConfig {
     /// (ema ← β·ema + (1 − β)·θ); samples, grids and evaluations use it. 0 = off. BatchNorm
     /// running statistics are not averaged (DCGAN samples with batch statistics).
     pub ema_beta: f64,
+    /// Also write the logged scalars as TensorBoard event files in <run>/tensorboard.
+    pub tensorboard: bool,
 }
 
 impl Default for RunConfig {
@@ -59,6 +61,7 @@ impl Default for RunConfig {
             eval_samples: 2500,
             device: "auto".into(),
             ema_beta: 0.0,
+            tensorboard: false,
         }
     }
 }

@@ -796,16 +796,47 @@ impl Trainer {
             .create(true)
             .open(&metrics_path)
             .at(&metrics_path)?;
+        let mut tb = if self.cfg.run.tensorboard {
+            Some(crate::report::tensorboard::EventWriter::create(
+                &self.dir.join("tensorboard"),
+            )?)
+        } else {
+            None
+        };
         self.started = Instant::now();
         while self.step < total {
             let s = self.train_step()?;
             let step = s.step;
             if step % self.cfg.run.log_every == 0 || step == total {
                 writeln!(metrics, "{}", serde_json::to_string(&s)?).at(&metrics_path)?;
+                if let Some(w) = &mut tb {
+                    w.scalars(
+                        step,
+                        &[
+                            ("loss/d", s.loss_d),
+                            ("loss/g", s.loss_g),
+                            ("d/real", s.d_real),
+                            ("d/fake", s.d_fake),
+                            ("diffusion/T", s.t_max as f64),
+                            ("diffusion/p", s.p),
+                            ("diffusion/r_d", s.r_d.unwrap_or(f64::NAN)),
+                        ],
+                    )?;
+                }
                 self.history.push(s.clone());
             }
             if step % self.cfg.run.eval_every == 0 || step == total {
                 if let Some(ms) = self.evaluate_modes()? {
+                    if let Some(w) = &mut tb {
+                        w.scalars(
+                            step,
+                            &[
+                                ("modes/covered", ms.modes_covered as f64),
+                                ("modes/high_quality_fraction", ms.high_quality_fraction),
+                                ("modes/kl", ms.mode_kl),
+                            ],
+                        )?;
+                    }
                     self.mode_history.push((step, ms));
                 }
                 if self.toy.is_none() {
@@ -814,6 +845,9 @@ impl Trainer {
             }
             if step % self.cfg.run.checkpoint_every == 0 || step == total {
                 metrics.flush().at(&metrics_path)?;
+                if let Some(w) = &mut tb {
+                    w.flush()?;
+                }
                 self.save_checkpoint()?;
             }
             progress.update(
@@ -1131,6 +1165,42 @@ mod tests {
         bad.model.conditional.num_classes = 10;
         let e = Trainer::new(bad, &tmp("cond-bad")).unwrap_err().to_string();
         assert!(e.contains("model.conditional.num_classes"), "{e}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// `run.tensorboard = true` writes event files that our reader opens: every logged
+    /// step's losses and the mode statistics of every evaluation, equal to metrics.jsonl.
+    #[test]
+    fn tensorboard_events_match_the_log() {
+        let _rng = crate::test_rng_lock();
+        let mut cfg = tiny_config(10);
+        cfg.run.tensorboard = true;
+        let dir = tmp("tb");
+        let mut t = Trainer::new(cfg, &dir).unwrap();
+        t.run(&mut Silent).unwrap();
+        let files: Vec<_> = std::fs::read_dir(dir.join("tensorboard"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1);
+        let s = crate::report::tensorboard::read_scalars(&files[0]).unwrap();
+        let loss_d: Vec<(i64, f32)> = s
+            .iter()
+            .filter(|(_, tag, _)| tag == "loss/d")
+            .map(|(st, _, v)| (*st, *v))
+            .collect();
+        let logged: Vec<(i64, f32)> = t
+            .history()
+            .iter()
+            .map(|h| (h.step as i64, h.loss_d as f32))
+            .collect();
+        assert_eq!(loss_d, logged);
+        assert_eq!(
+            s.iter()
+                .filter(|(_, tag, _)| tag == "modes/covered")
+                .count(),
+            2
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 

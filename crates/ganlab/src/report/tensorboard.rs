@@ -155,8 +155,11 @@ fn read_varint(b: &[u8], i: &mut usize) -> Option<u64> {
     None
 }
 
-/// Protobuf fields of a message: (field number, wire type, payload bytes or value).
-fn fields(b: &[u8]) -> Option<Vec<(u32, u8, Vec<u8>, u64)>> {
+/// A protobuf field: (field number, wire type, payload bytes, varint value).
+type Field = (u32, u8, Vec<u8>, u64);
+
+/// The fields of a message.
+fn fields(b: &[u8]) -> Option<Vec<Field>> {
     let mut i = 0;
     let mut out = Vec::new();
     while i < b.len() {

@@ -29,8 +29,9 @@ pub fn default_iters(workload: &str) -> usize {
     match workload {
         "sample_mlp" => 40,
         "inception_features" => 2,
-        "dcgan32_gan" | "sngan32_gan" => 10,
+        "dcgan32_gan" => 10,
         "dcgan64_gan" => 3,
+        "sngan32_gan" => 2,
         "diffusion_noise" => 200,
         _ => 300,
     }
@@ -39,8 +40,8 @@ pub fn default_iters(workload: &str) -> usize {
 /// Untimed calls before timing for `workload`.
 pub fn default_warmup(workload: &str) -> usize {
     match workload {
-        "inception_features" | "dcgan64_gan" => 1,
-        "dcgan32_gan" | "sngan32_gan" => 3,
+        "inception_features" | "dcgan64_gan" | "sngan32_gan" => 1,
+        "dcgan32_gan" => 3,
         _ => 50,
     }
 }

@@ -890,7 +890,26 @@ impl Trainer {
             scatter
         } else {
             self.write_grid(&self.dir.join("samples.png"))?;
-            "<img src=\"samples.png\" alt=\"64 samples from fixed noise\">".to_string()
+            // The final grid, then the fixed-noise grids written during training.
+            let mut steps: Vec<String> = std::fs::read_dir(self.dir.join("samples"))
+                .map(|d| {
+                    d.filter_map(|e| e.ok())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .filter(|n| n.starts_with("step-") && n.ends_with(".png"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            steps.sort();
+            let mut html =
+                "<img src=\"samples.png\" alt=\"64 samples from fixed noise\">".to_string();
+            for n in steps {
+                let step = n.trim_start_matches("step-").trim_end_matches(".png");
+                html += &format!(
+                    "<figure><img src=\"samples/{n}\" alt=\"grid at step {step}\"><figcaption>step {}</figcaption></figure>",
+                    step.trim_start_matches('0')
+                );
+            }
+            html
         };
         let report = crate::report::run_report(self, &summary, &picture);
         checkpoint::write_atomic(&self.dir.join("report.html"), report.as_bytes())?;
@@ -1086,6 +1105,11 @@ mod tests {
                 assert!(dir.join(f).exists(), "{name}: {f} missing");
             }
             assert!(t.history().iter().all(|s| s.loss_d.is_finite()));
+            let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+            assert!(
+                html.contains("samples/step-0000002.png"),
+                "{name}: report shows the grids"
+            );
             let full = t.generator_weights();
             // Resume from step 2 of a copy of the run equals the uninterrupted run.
             let half = tmp(&format!("{name}-half"));

@@ -273,6 +273,12 @@ pub fn refine_run(t: &mut Trainer, o: &RunOptions) -> Result<Outcome> {
     t.freeze_for_inference();
     let device = t.device();
     let is_toy = t.toy().is_some();
+    if is_toy && o.kernel == KernelSpace::MnistCnn {
+        return Err(GanError::config(
+            "--kernel",
+            "mnist-cnn features need an image run; use d or data for 2-D runs",
+        ));
+    }
     let cnn_needed = o.kernel == KernelSpace::MnistCnn
         || (!is_toy && matches!(o.condition, Condition::Class(_)));
     let cnn = if cnn_needed {
@@ -589,6 +595,15 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("image run"));
+        let bad = RunOptions {
+            kernel: KernelSpace::MnistCnn,
+            condition: Condition::None,
+            ..bad
+        };
+        assert!(refine_run(&mut t, &bad)
+            .unwrap_err()
+            .to_string()
+            .contains("--kernel"));
         std::fs::remove_dir_all(&base).unwrap();
     }
 }

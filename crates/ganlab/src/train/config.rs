@@ -73,7 +73,8 @@ pub enum DataSource {
     /// A built-in 2-D set (`[data.toy2d]`).
     Toy2d,
     /// An image directory (`[data.idx]`): MNIST-layout IDX files (fetched MNIST or
-    /// Fashion-MNIST) or CIFAR-10 binary batches, detected by the files present.
+    /// Fashion-MNIST), CIFAR-10 binary batches, or a folder of PNG/JPEG images (resized and
+    /// cropped to the model size), detected by the files present.
     Idx,
 }
 

@@ -201,7 +201,27 @@ pub fn make_sampler(cfg: &TrainConfig) -> Result<Box<dyn Sampler>> {
     Ok(match cfg.data.source {
         DataSource::Toy2d => Box::new(Toy2d::new(cfg.data.toy2d.clone())),
         DataSource::Idx => {
-            let set = crate::data::load_image_set(&cfg.data.idx.dir, cfg.data.idx.split()?)?;
+            let dir = &cfg.data.idx.dir;
+            let shape = cfg.model.image_shape();
+            let set = match (
+                crate::data::load_image_set(dir, cfg.data.idx.split()?),
+                shape,
+            ) {
+                (Ok(set), _) => set,
+                // A folder of PNG/JPEG images: resized and centre-cropped to the model's size,
+                // grey ↔ RGB converted to its channels (no labels, no split).
+                (Err(_), Some((_, [c, h, _]))) if crate::data::folder::image_files(dir).is_ok() => {
+                    let mut set = crate::data::load_image_folder(dir, Some(h))?;
+                    let have = set.images.size()[1];
+                    if have == 3 && c == 1 {
+                        set.images = set.images.mean_dim(1, true, Kind::Float);
+                    } else if have == 1 && c == 3 {
+                        set.images = set.images.repeat([1, 3, 1, 1]);
+                    }
+                    set
+                }
+                (Err(e), _) => return Err(e),
+            };
             let s = set.images.size();
             if let Some((field, [c, h, w])) = cfg.model.image_shape() {
                 if s[1] != c || s[2] != h || s[3] != w {
@@ -1166,6 +1186,20 @@ mod tests {
             }
             dirs.extend([dir, half]);
         }
+        // A folder of RGB PNGs of another size trains a grey 28 px model (resized, cropped,
+        // converted).
+        let pngs = tmp("pngs");
+        std::fs::create_dir_all(&pngs).unwrap();
+        for i in 0..3 {
+            let img = Tensor::rand([3, 40, 36], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+            crate::data::write_png(&pngs.join(format!("{i}.png")), &img).unwrap();
+        }
+        let mut folder_cfg = cfg.clone();
+        folder_cfg.data.idx.dir = pngs.clone();
+        let folder_run = tmp("folder-run");
+        let mut t = Trainer::new(folder_cfg, &folder_run).unwrap();
+        t.run(&mut Silent).unwrap();
+        dirs.extend([pngs, folder_run]);
         cfg.model.dcgan.image_size = 32;
         let e = Trainer::new(cfg, &tmp("dcgan-bad"))
             .unwrap_err()

@@ -52,25 +52,13 @@ impl Default for DcganConfig {
 impl DcganConfig {
     /// (s0, u): start side and number of ×2 upsamplings.
     fn plan(&self) -> (i64, u32) {
-        match self.image_size {
-            28 => (7, 2),
-            32 => (4, 3),
-            _ => (4, 4),
-        }
+        super::image_plan(self.image_size)
     }
 
     /// Checks every field; `prefix` is the TOML section used in error messages.
     pub fn validate(&self, prefix: &str) -> Result<()> {
         let err = |f: &str, m: String| Err(GanError::config(format!("{prefix}.{f}"), m));
-        if ![28, 32, 64].contains(&self.image_size) {
-            return err(
-                "image_size",
-                format!("must be 28, 32 or 64, got {}", self.image_size),
-            );
-        }
-        if ![1, 3].contains(&self.channels) {
-            return err("channels", format!("must be 1 or 3, got {}", self.channels));
-        }
+        super::validate_image(prefix, self.image_size, self.channels)?;
         if !(1..=4096).contains(&self.latent_dim) {
             return err(
                 "latent_dim",

@@ -49,6 +49,31 @@ pub trait Discriminator: std::fmt::Debug {
     }
 }
 
+/// (s0, n): the side an image generator starts from and its number of ×2 upsamplings, for
+/// the supported image sizes 28 (7, 2), 32 (4, 3) and 64 (4, 4).
+pub fn image_plan(image_size: i64) -> (i64, u32) {
+    match image_size {
+        28 => (7, 2),
+        32 => (4, 3),
+        _ => (4, 4),
+    }
+}
+
+/// Checks the image fields shared by the image families: size 28, 32 or 64, 1 or 3 channels.
+pub fn validate_image(prefix: &str, image_size: i64, channels: i64) -> crate::error::Result<()> {
+    let err = |f: &str, m: String| Err(crate::error::GanError::config(format!("{prefix}.{f}"), m));
+    if ![28, 32, 64].contains(&image_size) {
+        return err(
+            "image_size",
+            format!("must be 28, 32 or 64, got {image_size}"),
+        );
+    }
+    if ![1, 3].contains(&channels) {
+        return err("channels", format!("must be 1 or 3, got {channels}"));
+    }
+    Ok(())
+}
+
 /// `steps` points from latent code `a` to `b` (both [k]), endpoints included: [steps, k].
 /// `spherical`: slerp, which keeps codes at the norm a Gaussian prior puts its mass at (a
 /// straight line between two N(0, I) codes passes through low-norm, atypical codes — the

@@ -55,25 +55,14 @@ impl Default for SnganConfig {
 impl SnganConfig {
     /// (s0, number of up-blocks).
     fn plan(&self) -> (i64, i64) {
-        match self.image_size {
-            28 => (7, 2),
-            32 => (4, 3),
-            _ => (4, 4),
-        }
+        let (s0, n) = super::image_plan(self.image_size);
+        (s0, i64::from(n))
     }
 
     /// Checks every field; `prefix` names the section in errors.
     pub fn validate(&self, prefix: &str) -> Result<()> {
         let err = |f: &str, m: String| Err(GanError::config(format!("{prefix}.{f}"), m));
-        if ![28, 32, 64].contains(&self.image_size) {
-            return err(
-                "image_size",
-                format!("must be 28, 32 or 64, got {}", self.image_size),
-            );
-        }
-        if ![1, 3].contains(&self.channels) {
-            return err("channels", format!("must be 1 or 3, got {}", self.channels));
-        }
+        super::validate_image(prefix, self.image_size, self.channels)?;
         for (f, v) in [
             ("latent_dim", self.latent_dim),
             ("g_width", self.g_width),

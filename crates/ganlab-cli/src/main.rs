@@ -295,6 +295,7 @@ impl Overrides {
 }
 
 fn main() -> ExitCode {
+    ganlab::tune_allocator();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

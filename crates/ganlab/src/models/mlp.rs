@@ -25,8 +25,18 @@ pub struct MlpConfig {
     pub layers: usize,
     /// Negative slope of LeakyReLU (GAN hacks: 0.2).
     pub leaky_slope: f64,
+    /// Scale s of the data in the networks' units: G(z) = s·net(z) and D(y, t) = net(y/s, t),
+    /// i.e. the networks work on data divided by s, as a data standardisation would, while
+    /// samples, the diffusion noise (σ) and every metric stay in data units. The 25-Gaussian
+    /// grid spans ±4, so s = 4 puts it in [-1, 1]. 1 = no scaling.
+    pub data_scale: f64,
     /// Timestep embedding of D.
     pub t_embedding: TimestepEmbeddingConfig,
+    /// Also condition D's output on t by projection, as StyleGAN2's D conditions on its
+    /// mapping-network output (Diffusion-GAN Appendix H injects t there):
+    /// D(y, t) = ψ(φ) + ⟨E(t), φ⟩/√hidden, with φ the last hidden layer and E(t) the same
+    /// embedding that is added to the first layer. Off: t enters the first layer only.
+    pub t_projection: bool,
 }
 
 impl Default for MlpConfig {
@@ -37,7 +47,9 @@ impl Default for MlpConfig {
             hidden: 128,
             layers: 2,
             leaky_slope: 0.2,
+            data_scale: 1.0,
             t_embedding: Default::default(),
+            t_projection: false,
         }
     }
 }
@@ -65,6 +77,12 @@ impl MlpConfig {
                 format!("must be in [0, 1), got {}", self.leaky_slope),
             ));
         }
+        if !(self.data_scale > 0.0 && self.data_scale <= 1e6) {
+            return Err(GanError::config(
+                format!("{prefix}.data_scale"),
+                format!("must be in (0, 1e6], got {}", self.data_scale),
+            ));
+        }
         self.t_embedding.validate(&format!("{prefix}.t_embedding"))
     }
 
@@ -87,6 +105,7 @@ impl MlpConfig {
             out,
             act: LeakyRelu::new(self.leaky_slope),
             latent_dim: self.latent_dim,
+            scale: self.data_scale,
         }
     }
 
@@ -111,17 +130,20 @@ impl MlpConfig {
             out,
             t_embed,
             act: LeakyRelu::new(self.leaky_slope),
+            inv_scale: 1.0 / self.data_scale,
+            projection: (with_t && self.t_projection).then(|| 1.0 / (self.hidden as f64).sqrt()),
         }
     }
 }
 
-/// z → [Linear → LeakyReLU] × layers → Linear.
+/// z → [Linear → LeakyReLU] × layers → Linear → ×data_scale.
 #[derive(Debug)]
 pub struct MlpGenerator {
     layers: Vec<nn::Linear>,
     out: nn::Linear,
     act: LeakyRelu,
     latent_dim: i64,
+    scale: f64,
 }
 
 impl Generator for MlpGenerator {
@@ -130,7 +152,12 @@ impl Generator for MlpGenerator {
             .layers
             .iter()
             .fold(z.shallow_clone(), |h, l| self.act.forward(&l.forward(&h)));
-        self.out.forward(&h)
+        let x = self.out.forward(&h);
+        if self.scale == 1.0 {
+            x
+        } else {
+            x * self.scale
+        }
     }
 
     fn latent_dim(&self) -> i64 {
@@ -138,18 +165,51 @@ impl Generator for MlpGenerator {
     }
 }
 
-/// (y, t) → LeakyReLU(Linear(y) [+ E(t)]) → [Linear → LeakyReLU] × (layers − 1) → Linear.
+/// (y, t) → LeakyReLU(Linear(y/data_scale) [+ E(t)]) → [Linear → LeakyReLU] × (layers − 1)
+/// → Linear.
 #[derive(Debug)]
 pub struct MlpDiscriminator {
     layers: Vec<nn::Linear>,
     out: nn::Linear,
     t_embed: Option<TimestepEmbedding>,
     act: LeakyRelu,
+    inv_scale: f64,
+    /// 1/√hidden when the output is also conditioned on t by projection.
+    projection: Option<f64>,
+}
+
+impl MlpDiscriminator {
+    /// The last hidden layer φ(y, t) and E(t) (when D takes t).
+    fn hidden_and_embedding(&self, y: &Tensor, t: &Tensor) -> (Tensor, Option<Tensor>) {
+        let h0 = if self.inv_scale == 1.0 {
+            self.layers[0].forward(y)
+        } else {
+            self.layers[0].forward(&(y * self.inv_scale))
+        };
+        let e = self.t_embed.as_ref().map(|e| e.forward(t));
+        let mut h = match &e {
+            Some(e) => self.act.forward(&(h0 + e)),
+            None => self.act.forward(&h0),
+        };
+        for l in &self.layers[1..] {
+            h = self.act.forward(&l.forward(&h));
+        }
+        (h, e)
+    }
+
+    /// ψ(φ) [+ ⟨E(t), φ⟩/√hidden].
+    fn score(&self, f: &Tensor, e: Option<&Tensor>) -> Tensor {
+        let s = self.out.forward(f);
+        match (self.projection, e) {
+            (Some(k), Some(e)) => s + (f * e).sum_dim_intlist(1, true, f.kind()) * k,
+            _ => s,
+        }
+    }
 }
 
 impl Discriminator for MlpDiscriminator {
     fn forward(&self, y: &Tensor, t: &Tensor) -> Tensor {
-        self.out.forward(&self.features(y, t))
+        self.score_and_features(y, t).0
     }
 
     fn feature_dim(&self) -> i64 {
@@ -157,20 +217,12 @@ impl Discriminator for MlpDiscriminator {
     }
 
     fn score_and_features(&self, y: &Tensor, t: &Tensor) -> (Tensor, Tensor) {
-        let f = self.features(y, t);
-        (self.out.forward(&f), f)
+        let (f, e) = self.hidden_and_embedding(y, t);
+        (self.score(&f, e.as_ref()), f)
     }
 
     fn features(&self, y: &Tensor, t: &Tensor) -> Tensor {
-        let h0 = self.layers[0].forward(y);
-        let mut h = match &self.t_embed {
-            Some(e) => self.act.forward(&(h0 + e.forward(t))),
-            None => self.act.forward(&h0),
-        };
-        for l in &self.layers[1..] {
-            h = self.act.forward(&l.forward(&h));
-        }
-        h
+        self.hidden_and_embedding(y, t).0
     }
 
     fn batch_independent(&self) -> bool {
@@ -209,5 +261,46 @@ mod tests {
             .validate("model")
             .unwrap_err();
         assert!(err.to_string().contains("model.hidden"));
+    }
+
+    /// data_scale s: G_s(z) = s·G_1(z) and D_s(y, t) = D_1(y/s, t) with the same weights;
+    /// t_projection adds exactly ⟨E(t), φ⟩/√hidden to the score. Tolerance 1e-5 (f32).
+    #[test]
+    fn data_scale_and_t_projection_closed_forms() {
+        let _rng = crate::test_rng_lock();
+        let o = (Kind::Float, tch::Device::Cpu);
+        let build = |cfg: &MlpConfig| {
+            tch::manual_seed(3);
+            let vs = nn::VarStore::new(tch::Device::Cpu);
+            let g = cfg.init_generator(vs.root() / "g");
+            let d = cfg.init_discriminator(vs.root() / "d", true);
+            (vs, g, d)
+        };
+        let max_diff = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]);
+        let plain = MlpConfig::default();
+        let scaled = MlpConfig {
+            data_scale: 4.0,
+            ..plain.clone()
+        };
+        let (_v1, g1, d1) = build(&plain);
+        let (_v4, g4, d4) = build(&scaled);
+        let z = Tensor::randn([6, 2], o);
+        let y = Tensor::randn([6, 2], o) * 3.0;
+        let t = Tensor::from_slice(&[0i64, 5, 50, 100, 250, 499]);
+        assert!(max_diff(&g4.forward(&z), &(g1.forward(&z) * 4.0)) < 1e-5);
+        assert!(max_diff(&d4.forward(&y, &t), &d1.forward(&(&y / 4.0), &t)) < 1e-5);
+
+        let projected = MlpConfig {
+            t_projection: true,
+            ..plain.clone()
+        };
+        let (_vp, _gp, dp) = build(&projected);
+        let (phi, e) = dp.hidden_and_embedding(&y, &t);
+        let e = e.expect("D takes t");
+        let expect = dp.out.forward(&phi)
+            + (&phi * &e).sum_dim_intlist(1, true, Kind::Float) / (plain.hidden as f64).sqrt();
+        assert!(max_diff(&dp.forward(&y, &t), &expect) < 1e-5);
+        // Same weights without projection: the scores differ by the projection term.
+        assert!(max_diff(&dp.forward(&y, &t), &d1.forward(&y, &t)) > 1e-3);
     }
 }

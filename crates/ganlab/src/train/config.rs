@@ -252,14 +252,46 @@ impl Default for TrainConfig {
 
 impl TrainConfig {
     /// Parses TOML text; unknown fields and type errors name the field.
+    ///
+    /// Fields left out of `[diffusion]` take the Appendix G preset that fits the model: the
+    /// feature config (β_T 0.01, T_max 500, σ 0.5) for the MLP family (points and feature
+    /// vectors), the pixel config (β_T 0.02, T_max 1000, σ 0.05) for image families, whether
+    /// the table is written in part or not at all.
     pub fn from_toml_str(text: &str, origin: &Path) -> Result<Self> {
-        let cfg: Self = toml::from_str(text).map_err(|e| GanError::ConfigParse {
-            path: origin.to_path_buf(),
-            message: e.message().to_string()
-                + &e.span()
-                    .map(|s| format!(" (at byte {})", s.start))
-                    .unwrap_or_default(),
-        })?;
+        let parse_error = |e: toml::de::Error| {
+            let place = e.span().map(|span| {
+                let line_no = text[..span.start].matches('\n').count() + 1;
+                let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+                format!(" (line {line_no}: {line})")
+            });
+            GanError::ConfigParse {
+                path: origin.to_path_buf(),
+                message: e.message().trim_end().to_string() + &place.unwrap_or_default(),
+            }
+        };
+        // Checked as written first, so that errors point at the user's line.
+        toml::from_str::<Self>(text).map_err(parse_error)?;
+        let mut table: toml::Table = toml::from_str(text).map_err(parse_error)?;
+        let image_family = table
+            .get("model")
+            .and_then(|m| m.get("family"))
+            .and_then(|f| f.as_str())
+            .is_some_and(|f| f != "mlp");
+        let preset = if image_family {
+            DiffusionConfig::default()
+        } else {
+            DiffusionConfig::feature()
+        };
+        let preset = toml::Table::try_from(&preset).expect("config is always serializable");
+        let diffusion = table
+            .entry("diffusion")
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+        if let toml::Value::Table(written) = diffusion {
+            for (key, value) in preset {
+                written.entry(key).or_insert(value);
+            }
+        }
+        let cfg: Self = toml::Value::Table(table).try_into().map_err(parse_error)?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -392,12 +424,33 @@ mod tests {
         assert!(e.to_string().contains("stepz"), "{e}");
         let e = TrainConfig::from_toml_str("[run]\nsteps = \"many\"\n", p).unwrap_err();
         assert!(e.to_string().contains("x.toml"), "{e}");
+        assert!(e.to_string().contains("line 2: steps = \"many\""), "{e}");
         let e = TrainConfig::from_toml_str("[run]\ndevice = \"tpu\"\n", p).unwrap_err();
         assert!(e.to_string().contains("run.device"), "{e}");
         let e =
             TrainConfig::from_toml_str("[optim.d]\nkind = \"adam\"\nlr = -1.0\n", p).unwrap_err();
         assert!(e.to_string().contains("`optim.d.lr`"), "{e}");
         assert!(e.is_user_error());
+    }
+
+    /// Fields left out of [diffusion] take the Appendix G preset of the model family, whether
+    /// the table is written in part or left out.
+    #[test]
+    fn diffusion_fields_default_to_the_family_preset() {
+        let p = Path::new("x.toml");
+        let toy = TrainConfig::from_toml_str("[diffusion]\nd_target = 0.3\n", p).unwrap();
+        let want = DiffusionConfig {
+            d_target: 0.3,
+            ..DiffusionConfig::feature()
+        };
+        assert_eq!(toy.diffusion, want);
+        let images = "[model]\nfamily = \"dcgan\"\n[data]\nsource = \"idx\"\n";
+        let img = TrainConfig::from_toml_str(images, p).unwrap();
+        assert_eq!(img.diffusion, DiffusionConfig::default());
+        assert_eq!((img.diffusion.sigma, img.diffusion.t_max), (0.05, 1000));
+        let partial = format!("{images}[diffusion]\nsampling = \"uniform\"\n");
+        let img = TrainConfig::from_toml_str(&partial, p).unwrap();
+        assert_eq!((img.diffusion.sigma, img.diffusion.t_max), (0.05, 1000));
     }
 }
 

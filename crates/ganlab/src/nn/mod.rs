@@ -8,7 +8,7 @@ pub use spectral::{sn_conv2d, sn_linear, SnConv2d, SnLinear, SpectralNorm};
 
 pub use timestep::{sinusoidal_embedding, TimestepEmbedding, TimestepEmbeddingConfig};
 
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 /// LeakyReLU with negative slope `slope` ∈ [0, 1).
 ///
@@ -34,24 +34,44 @@ impl LeakyRelu {
         self.slope
     }
 
-    /// Applies the activation (any shape and float dtype).
+    /// Applies the activation (any shape and float dtype): ATen's own leaky_relu kernel, one
+    /// pass forward and one backward (tch's API only offers slope 0.01; see [`ffi`]).
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        if !x.requires_grad() {
-            // No graph to build (sampling, D scoring fakes): one fused kernel.
-            let w = Tensor::full([1], self.slope, (x.kind(), x.device()));
-            return x.prelu(&w);
+        ffi::leaky_relu(x, self.slope)
+    }
+}
+
+/// The operators of cpp/ops.cpp (built by build/rpath.rs).
+#[allow(unsafe_code)]
+mod ffi {
+    use std::ffi::{c_char, c_double, CStr};
+    use tch::Tensor;
+    use torch_sys::C_tensor;
+
+    extern "C" {
+        fn ganlab_leaky_relu(
+            x: *const C_tensor,
+            slope: c_double,
+            error: *mut *mut c_char,
+        ) -> *mut C_tensor;
+        fn free(p: *mut std::ffi::c_void);
+    }
+
+    /// at::leaky_relu(x, slope), recorded by autograd. Panics only on what libtorch rejects
+    /// for a float tensor (an integer tensor), which no caller passes.
+    pub(super) fn leaky_relu(x: &Tensor, slope: f64) -> Tensor {
+        let mut error: *mut c_char = std::ptr::null_mut();
+        // SAFETY: x.as_ptr() is a live at::Tensor for the call; the shim returns a new heap
+        // at::Tensor that from_ptr takes ownership of, or null with a malloc'ed message.
+        unsafe {
+            let out = ganlab_leaky_relu(x.as_ptr(), slope, &mut error);
+            if out.is_null() {
+                let message = CStr::from_ptr(error).to_string_lossy().into_owned();
+                free(error.cast());
+                panic!("leaky_relu: {message}");
+            }
+            Tensor::from_ptr(out)
         }
-        let factor = tch::no_grad(|| {
-            let positive = x.gt(0.0);
-            // bool × f64 gives float32; other dtypes convert first to keep their precision.
-            let positive = if x.kind() == Kind::Float {
-                positive
-            } else {
-                positive.to_kind(x.kind())
-            };
-            positive * (1.0 - self.slope) + self.slope
-        });
-        x * factor
     }
 }
 

@@ -97,7 +97,8 @@ enum Command {
     Experiment {
         /// Experiment name.
         name: String,
-        /// refine-*: a config like configs/refine-*.toml instead of the built-in one.
+        /// A config instead of the built-in one: configs/gaussians25-fig5.toml (a training
+        /// config) for gaussians25, configs/refine-*.toml for refine-*.
         #[arg(long)]
         config: Option<PathBuf>,
         /// Data directory (default: $GANLAB_DATA, else ./data).
@@ -519,7 +520,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             quiet,
         } => {
             let dir = out.unwrap_or_else(|| default_dir(&format!("experiment-{name}")));
-            if name.starts_with("refine-") || config.is_some() {
+            if name.starts_with("refine-") {
                 use ganlab::experiments::refine::{self as exp, RefineExperiment};
                 let e = match &config {
                     Some(p) => RefineExperiment::from_toml_str(
@@ -547,7 +548,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             match name.as_str() {
                 "gaussians25" => {
-                    let mut base = TrainConfig::default();
+                    let mut base = match &config {
+                        Some(p) => TrainConfig::load(p)?,
+                        None => gaussians25::built_in()?,
+                    };
                     overrides.apply(&mut base);
                     base.validate()?;
                     ganlab::train::create_output_dir(&dir)?;
@@ -557,6 +561,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     Ok(())
                 }
                 "js-toy" => {
+                    anyhow::ensure!(
+                        config.is_none(),
+                        GanError::Input("js-toy takes no --config".into())
+                    );
                     ganlab::train::create_output_dir(&dir)?;
                     let r = js_toy::run(&js_toy::JsToyConfig::default(), &dir)?;
                     println!(

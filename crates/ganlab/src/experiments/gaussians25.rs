@@ -21,6 +21,14 @@ pub struct Row {
     pub summary: Summary,
 }
 
+/// The built-in base config of the experiment, configs/gaussians25-fig5.toml.
+pub fn built_in() -> Result<TrainConfig> {
+    TrainConfig::from_toml_str(
+        include_str!("../../../../configs/gaussians25-fig5.toml"),
+        Path::new("configs/gaussians25-fig5.toml"),
+    )
+}
+
 /// The two configs compared: the default Diffusion-GAN config and the same with the
 /// diffusion stage disabled.
 pub fn configs(base: &TrainConfig) -> [(String, TrainConfig); 2] {
@@ -119,4 +127,42 @@ pub fn table_markdown(rows: &[Row]) -> String {
         s.push_str(&format!("| {} |\n", r.join(" | ")));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The built-in base parses; the arms differ in diffusion.enabled (and names) only; a
+    /// short run writes the figure, the table and both run directories.
+    #[test]
+    fn arms_differ_only_in_diffusion_and_outputs_are_written() {
+        let base = built_in().unwrap();
+        assert_eq!(base.run.steps, 60000);
+        assert_eq!(
+            (base.objective.r1_gamma, base.diffusion.d_target),
+            (0.1, 0.3)
+        );
+        let [(_, mut v), (_, mut d)] = configs(&base);
+        assert!(!v.diffusion.enabled && d.diffusion.enabled);
+        v.diffusion.enabled = true;
+        v.run.name.clear();
+        d.run.name.clear();
+        assert_eq!(v, d);
+
+        let mut small = base.clone();
+        small.run.steps = 20;
+        small.run.eval_every = 10;
+        small.run.eval_samples = 200;
+        let out = std::env::temp_dir().join(format!("ganlab-g25-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let rows = run(&small, &out, false).unwrap();
+        assert_eq!(rows.len(), 2);
+        for f in ["figure.svg", "results.json", "results.md", "report.html"] {
+            assert!(out.join(f).is_file(), "{f}");
+        }
+        assert!(out.join("vanilla/summary.json").is_file());
+        assert!(out.join("diffusion/summary.json").is_file());
+        std::fs::remove_dir_all(&out).unwrap();
+    }
 }

@@ -1,16 +1,16 @@
 //! Forward + backward time of LeakyReLU(0.2) formulations on a 512×128 batch, the reason
 //! for `ganlab::nn::LeakyRelu`'s choice: aten::leaky_relu with slope 0.2 through the shim in
-//! cpp/ops.cpp (tch binds only slope 0.01, timed here as `leaky001` for comparison). Run: `cargo run --release -p ganlab --example leaky_relu_variants`.
+//! cpp/ops.cpp (tch binds only slope 0.01, timed here as `leaky001` for comparison).
+//! Run: `cargo run --release -p ganlab --example leaky_relu_variants`.
 
 use std::time::Instant;
 use tch::{Kind, Tensor};
 type Activation<'a> = Box<dyn Fn(&Tensor) -> Tensor + 'a>;
 
 fn main() {
-    // One gradient-free op builds the factor; autograd then records a single mul.
+    ganlab::tune_allocator();
     let x = Tensor::randn([512, 128], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
     let w = Tensor::from_slice(&[0.2f32]);
-    ganlab::tune_allocator();
     let act = ganlab::nn::LeakyRelu::new(0.2);
     let fs: Vec<(&str, Activation<'_>)> = vec![
         ("nn::LeakyRelu", Box::new(|x: &Tensor| act.forward(x))),

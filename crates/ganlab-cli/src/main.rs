@@ -5,12 +5,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod bench_cmd;
+mod translate_cmd;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use ganlab::error::GanError;
 use ganlab::experiments::{gaussians25, js_toy};
-use ganlab::train::{Progress, ProgressBar, Silent, TrainConfig, Trainer};
+use ganlab::progress::{Progress, ProgressBar, Silent};
+use ganlab::run::Run;
+use ganlab::train::{TrainConfig, Trainer};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -25,7 +28,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Train a GAN. Without CONFIG: Diffusion-GAN on the built-in 25-Gaussians set.
+    /// Train a task (GAN, pix2pix, ...). Without CONFIG: Diffusion-GAN on the built-in
+    /// 25-Gaussians set.
     Train {
         /// TOML config (see configs/); every field is optional.
         config: Option<PathBuf>,
@@ -38,12 +42,16 @@ enum Command {
         #[arg(long)]
         device: Option<String>,
         /// Continue the run in DIR from its newest checkpoint (with --steps: a new budget).
-        #[arg(long, conflicts_with_all = ["config", "out", "seed"])]
+        #[arg(long, conflicts_with_all = ["config", "out", "seed", "set"])]
         resume: Option<PathBuf>,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
     },
+    /// Print each network of a config (or of a run's config): layers, shapes, parameter counts.
+    Describe(translate_cmd::DescribeArgs),
+    /// Translate images with a trained translation run (pix2pix): one PNG per input.
+    Translate(translate_cmd::TranslateArgs),
     /// Draw samples from a trained run: samples.npy, plus a scatter plot (2-D) or PNGs in
     /// images/ and grid.png (images).
     Sample {
@@ -272,7 +280,7 @@ struct BenchArgs {
     worker: Option<String>,
 }
 
-/// Config overrides shared by `train` and `experiment`.
+/// Config overrides shared by the commands that take a config.
 #[derive(Args, Debug)]
 struct Overrides {
     /// Override run.steps.
@@ -281,17 +289,40 @@ struct Overrides {
     /// Override run.seed.
     #[arg(long)]
     seed: Option<u64>,
+    /// Override any config field, e.g. --set run.batch_size=64 --set diffusion.enabled=false
+    /// (repeatable; checked exactly as the file).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
 }
 
 impl Overrides {
-    /// Writes the given overrides into `cfg` (validate afterwards).
-    fn apply(&self, cfg: &mut TrainConfig) {
+    /// The `--set` list with --steps and --seed appended (later entries win).
+    fn sets(&self) -> Vec<String> {
+        let mut v = self.set.clone();
         if let Some(s) = self.steps {
-            cfg.run.steps = s;
+            v.push(format!("run.steps={s}"));
         }
         if let Some(s) = self.seed {
-            cfg.run.seed = s;
+            v.push(format!("run.seed={s}"));
         }
+        v
+    }
+
+    /// The config in `path` (or `default`) with the overrides applied and validated.
+    fn load(
+        &self,
+        path: Option<&Path>,
+        default: impl FnOnce() -> ganlab::Result<TrainConfig>,
+    ) -> anyhow::Result<TrainConfig> {
+        Ok(match path {
+            Some(p) => TrainConfig::load_with(p, &self.sets())?,
+            None if self.sets().is_empty() => default()?,
+            None => TrainConfig::from_toml_with(
+                &default()?.to_toml(),
+                Path::new("<built-in config>"),
+                &self.sets(),
+            )?,
+        })
     }
 }
 
@@ -318,7 +349,7 @@ fn main() -> ExitCode {
 }
 
 /// A free directory under runs/: runs/<name>, else runs/<name>-2, -3, ...
-fn default_dir(name: &str) -> PathBuf {
+pub(crate) fn default_dir(name: &str) -> PathBuf {
     let base = Path::new("runs").join(name);
     if !base.exists() {
         return base;
@@ -337,7 +368,7 @@ fn progress(quiet: bool, label: &str) -> Box<dyn Progress> {
     }
 }
 
-fn print_summary(dir: &Path, s: &ganlab::train::Summary) -> anyhow::Result<()> {
+fn print_summary(dir: &Path, s: &serde_json::Value) -> anyhow::Result<()> {
     println!("run directory: {}", dir.display());
     println!("{}", serde_json::to_string_pretty(s)?);
     Ok(())
@@ -354,10 +385,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             quiet,
         } => {
             if let Some(dir) = resume {
-                let mut t = Trainer::resume(&dir, overrides.steps)?;
-                if let Some(d) = device {
-                    anyhow::ensure!(d == t.config().run.device, GanError::Input(format!("--device {d} differs from the run's device {}; resume on the same device", t.config().run.device)));
-                }
+                let mut t = Trainer::resume(&dir, overrides.steps, device.as_deref())?;
                 eprintln!(
                     "resuming {} at step {} of {}",
                     dir.display(),
@@ -367,15 +395,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let s = t.run(progress(quiet, "train").as_mut())?;
                 return print_summary(&dir, &s);
             }
-            let mut cfg = match &config {
-                Some(p) => TrainConfig::load(p)?,
-                None => TrainConfig::default(),
-            };
-            overrides.apply(&mut cfg);
+            let mut ov = overrides;
             if let Some(d) = device {
-                cfg.run.device = d;
+                ov.set.push(format!("run.device={d:?}"));
             }
-            // Trainer::new validates the overridden config before creating anything.
+            let cfg = ov.load(config.as_deref(), || Ok(TrainConfig::default()))?;
             let dir = out.unwrap_or_else(|| default_dir(&cfg.run.name));
             let mut t = Trainer::new(cfg, &dir)?;
             eprintln!(
@@ -398,15 +422,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 (1..=10_000_000).contains(&n),
                 GanError::Input(format!("--n must be in [1, 10000000], got {n}"))
             );
-            let t = Trainer::open(&run)?;
+            let r = Run::open(&run)?;
+            let t = r.generative()?;
             let x = match class {
                 Some(k) => t.sample_class(n, seed, k)?,
                 None => t.sample(n, seed),
             };
-            ganlab::train::create_output_dir(&out)?;
+            ganlab::io::create_output_dir(&out)?;
             ganlab::report::npy::write_f32(&out.join("samples.npy"), &x)?;
             if x.dim() == 2 && x.size()[1] == 2 {
-                let svg = t.scatter_svg(&x, &format!("{} samples, step {}", n, t.step()))?;
+                let svg = ganlab::tasks::gan::scatter_svg(
+                    r.config(),
+                    &x,
+                    &format!("{} samples, step {}", n, r.step()),
+                )?;
                 std::fs::write(out.join("samples.svg"), svg)
                     .with_context(|| format!("writing {}", out.display()))?;
             } else if x.dim() == 4 {
@@ -425,7 +454,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!(
                 "wrote {n} samples of {} (step {}) to {}",
                 run.display(),
-                t.step(),
+                r.step(),
                 out.display()
             );
             Ok(())
@@ -444,8 +473,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     GanError::config(flag, format!("must be in [2, 1000], got {v}"))
                 );
             }
-            let t = Trainer::open(&run)?;
-            ganlab::train::create_output_dir(&out)?;
+            let r = Run::open(&run)?;
+            let t = r.generative()?;
+            ganlab::io::create_output_dir(&out)?;
             let ends = t.latent_codes(2 * rows, seed);
             let paths: Vec<tch::Tensor> = (0..rows)
                 .map(|r| {
@@ -458,14 +488,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 })
                 .collect();
             let x = t
-                .generate(&tch::Tensor::cat(&paths, 0))
+                .generate(&tch::Tensor::cat(&paths, 0), None)
                 .to_device(tch::Device::Cpu);
             ganlab::report::npy::write_f32(&out.join("interpolation.npy"), &x)?;
             if x.dim() == 4 {
                 let g = ganlab::data::grid(&x, steps, 2)?;
                 ganlab::data::write_png(&out.join("interpolation.png"), &g)?;
             } else {
-                let svg = t.scatter_svg(&x, &format!("{rows} latent paths of {steps} codes"))?;
+                let svg = ganlab::tasks::gan::scatter_svg(
+                    r.config(),
+                    &x,
+                    &format!("{rows} latent paths of {steps} codes"),
+                )?;
                 std::fs::write(out.join("interpolation.svg"), svg)
                     .with_context(|| format!("writing {}", out.display()))?;
             }
@@ -473,6 +507,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Eval(a) => eval(a),
+        Command::Describe(a) => translate_cmd::describe(a),
+        Command::Translate(a) => translate_cmd::translate(a),
         Command::Refine(a) => refine(a),
         Command::Bench(b) => {
             let workloads = if b.only.is_empty() {
@@ -536,9 +572,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     })??,
                 };
                 anyhow::ensure!(
-                    overrides.steps.is_none() && overrides.seed.is_none(),
+                    overrides.sets().is_empty(),
                     GanError::Input(
-                        "refine experiments take steps and seed from their config".into()
+                        "refine experiments take steps and seed from their config (no --steps, --seed or --set)".into()
                     )
                 );
                 let rows = exp::run(&e, &dir, &data_dir(data), quiet)?;
@@ -548,13 +584,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             match name.as_str() {
                 "gaussians25" => {
-                    let mut base = match &config {
-                        Some(p) => TrainConfig::load(p)?,
-                        None => gaussians25::built_in()?,
-                    };
-                    overrides.apply(&mut base);
-                    base.validate()?;
-                    ganlab::train::create_output_dir(&dir)?;
+                    let base = overrides.load(config.as_deref(), gaussians25::built_in)?;
+                    ganlab::io::create_output_dir(&dir)?;
                     let rows = gaussians25::run(&base, &dir, !quiet)?;
                     println!("{}", gaussians25::table_markdown(&rows));
                     println!("figure: {}", dir.join("figure.svg").display());
@@ -565,7 +596,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         config.is_none(),
                         GanError::Input("js-toy takes no --config".into())
                     );
-                    ganlab::train::create_output_dir(&dir)?;
+                    ganlab::io::create_output_dir(&dir)?;
                     let r = js_toy::run(&js_toy::JsToyConfig::default(), &dir)?;
                     println!(
                         "theta grid: {} points in [-1, 1]; integration error estimate {:.2e} nats",
@@ -654,7 +685,7 @@ fn refine(a: RefineArgs) -> anyhow::Result<()> {
         kernel: KernelSpace::parse(&a.kernel)?,
         data_dir: data_dir(a.data),
     };
-    let mut t = Trainer::open(&a.run)?;
+    let t = Run::open(&a.run)?;
     let out = a.out.unwrap_or_else(|| {
         default_dir(&format!(
             "{}-refine-{}",
@@ -662,10 +693,9 @@ fn refine(a: RefineArgs) -> anyhow::Result<()> {
             o.refine.method.name()
         ))
     });
-    // Refuse a used output directory before spending time.
-    ganlab::train::create_output_dir(&out)?;
-    std::fs::remove_dir(&out).ok();
-    let r = refine_run(&mut t, &o)?;
+    // Refuse a used output directory before spending time (creating nothing).
+    ganlab::io::check_output_dir(&out)?;
+    let r = refine_run(&t, &o)?;
     write_outputs(&out, &r, &t)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r.report)?);
@@ -687,7 +717,7 @@ fn refine(a: RefineArgs) -> anyhow::Result<()> {
 fn eval(a: EvalArgs) -> anyhow::Result<()> {
     use ganlab::metrics::eval::{evaluate, EvalOptions, ExtractorKind, ImageSpec};
     let data = data_dir(a.data);
-    let device = ganlab::train::resolve_device(&a.device)?;
+    let device = ganlab::device::resolve_device(&a.device)?;
     let kind = ExtractorKind::parse(&a.extractor)?;
     let real = ImageSpec::parse(&a.real)?.load(&data, a.n, a.size)?;
     let fake = ImageSpec::parse(&a.fake)?.load(&data, a.n, a.size)?;

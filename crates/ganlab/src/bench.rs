@@ -174,7 +174,8 @@ pub fn run(workload: &str, p: Protocol) -> Result<Measurement> {
                     * 2.0
                     - 1.0;
             let data = Box::new(crate::data::TensorSampler::new(images)?);
-            let mut t = Trainer::with_sampler(cfg, &scratch.0, data)?;
+            let task = crate::tasks::gan::GanTask::with_sampler(&cfg, data)?;
+            let mut t = Trainer::with_task(cfg, &scratch.0, Box::new(task))?;
             Box::new(move || t.train_step().map(|_| 1.0))
         }
         "diffusion_noise" => {
@@ -203,7 +204,8 @@ pub fn run(workload: &str, p: Protocol) -> Result<Measurement> {
             let t = Trainer::new(TrainConfig::default(), &scratch.0)?;
             let n = 65536;
             Box::new(move || {
-                let s = t.sample(n, 0).sum(tch::Kind::Float).double_value(&[]);
+                let gen = t.task().generative().expect("a GAN run");
+                let s = gen.sample(n, 0).sum(tch::Kind::Float).double_value(&[]);
                 std::hint::black_box(s);
                 Ok(n as f64)
             })

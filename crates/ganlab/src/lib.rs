@@ -2,22 +2,29 @@
 //! [`diffusion`] augment stage), the classic objectives, trainers that write
 //! reproducible, resumable run directories, verified metrics and reports.
 //!
-//! Layout: `data` (samplers), `nn` (layers), `models` (G/D families), `objectives`
-//! (losses), `diffusion` (Diffusion-GAN), `train` (loop, optimizers, checkpoints),
-//! `metrics`, `report` (plots, HTML), `experiments` (reproductions of the papers' claims).
+//! Layout: ground floor `io`, `device`, `progress`, `rng`; `data` (samplers), `nn` (layers),
+//! `models` (networks), `objectives` (losses), `diffusion` (Diffusion-GAN's augment stage),
+//! `tasks` (training methods), `train` (the generic loop, optimizers, checkpoints), `run`
+//! (the run handle), `metrics`, `report` (plots, HTML), `experiments` (reproductions of the
+//! papers' claims).
 
 pub mod bench;
 pub mod data;
+pub mod device;
 pub mod diffusion;
 pub mod error;
 pub mod experiments;
+pub mod io;
 pub mod metrics;
 pub mod models;
 pub mod nn;
 pub mod objectives;
+pub mod progress;
 pub mod refine;
 pub mod report;
 pub mod rng;
+pub mod run;
+pub mod tasks;
 pub mod train;
 
 pub use error::{GanError, Result};

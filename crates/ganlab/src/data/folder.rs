@@ -96,7 +96,7 @@ pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// [C, H, W] float in [0, 255] → resized (shorter side `s`) and centre-cropped to s × s.
-fn resize_crop(x: &Tensor, s: i64) -> Tensor {
+pub fn resize_crop(x: &Tensor, s: i64) -> Tensor {
     let (h, w) = (x.size()[1], x.size()[2]);
     let scale = s as f64 / h.min(w) as f64;
     let (nh, nw) = (
@@ -111,6 +111,34 @@ fn resize_crop(x: &Tensor, s: i64) -> Tensor {
             .squeeze_dim(0)
     };
     y.narrow(1, (nh - s) / 2, s).narrow(2, (nw - s) / 2, s)
+}
+
+/// One PNG or JPEG file as [C, H, W] in [−1, 1] (C = 1 grey or 3 RGB, alpha dropped).
+pub fn load_image(path: &Path) -> Result<Tensor> {
+    let ext = path
+        .extension()
+        .and_then(|x| x.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let d = match ext.as_str() {
+        "png" => decode_png(path)?,
+        "jpg" | "jpeg" => decode_jpeg(path)?,
+        _ => return Err(bad(path, "not a .png, .jpg or .jpeg file")),
+    };
+    let x = Tensor::from_slice(&d.pixels)
+        .view([d.height as i64, d.width as i64, d.channels as i64])
+        .permute([2, 0, 1])
+        .to_kind(Kind::Float);
+    Ok((x / 127.5 - 1.0).clamp(-1.0, 1.0))
+}
+
+/// Images [n, C, H, W] converted to `channels` (1: mean of RGB; 3: grey repeated).
+pub fn to_channels(images: Tensor, channels: i64) -> Tensor {
+    match (images.size()[1], channels) {
+        (3, 1) => images.mean_dim(1, true, tch::Kind::Float),
+        (1, 3) => images.repeat([1, 3, 1, 1]),
+        _ => images,
+    }
 }
 
 /// Loads every image in `dir` (see the module doc) as [n, C, H, W] in [-1, 1], no labels.
@@ -211,7 +239,7 @@ pub fn write_png(path: &Path, image: &Tensor) -> Result<()> {
         wr.write_image_data(&data)
             .map_err(|e| GanError::Input(format!("PNG encoder: {e}")))?;
     }
-    crate::train::checkpoint::write_atomic(path, &bytes)
+    crate::io::write_atomic(path, &bytes)
 }
 
 /// Tiles images [n, C, H, W] into one [C, rows·(H+pad)+pad, cols·(W+pad)+pad] image with

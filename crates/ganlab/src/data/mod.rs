@@ -5,6 +5,7 @@
 pub mod cifar;
 pub mod folder;
 pub mod idx;
+pub mod paired;
 pub mod toy2d;
 
 pub use cifar::load_cifar10;

@@ -268,8 +268,49 @@ impl Diffusion {
         d
     }
 
-    /// Restores a saved controller state (T, p, t_epl, RNG, pending statistics).
-    pub fn restore(cfg: DiffusionConfig, state: DiffusionState) -> Self {
+    /// Restores a saved controller state (T, p, t_epl, RNG, pending statistics), checking
+    /// every field against the config as a config is checked (a state.json edited or
+    /// corrupted by hand is an error naming the field, never a panic or a huge allocation).
+    pub fn restore(cfg: DiffusionConfig, state: DiffusionState) -> Result<Self> {
+        let bad = |field: &str, message: String| {
+            Err(GanError::Input(format!(
+                "checkpoint state: diffusion.{field} {message}"
+            )))
+        };
+        let t_hi = if cfg.enabled { cfg.t_max } else { 0 };
+        if state.t_cur > t_hi || (cfg.enabled && state.t_cur < cfg.t_min) {
+            return bad(
+                "t_cur",
+                format!(
+                    "must be in [{}, {t_hi}], got {}",
+                    if cfg.enabled { cfg.t_min } else { 0 },
+                    state.t_cur
+                ),
+            );
+        }
+        if state.t_epl.len() != cfg.epl_len {
+            return bad(
+                "t_epl",
+                format!(
+                    "must hold {} steps (diffusion.epl_len), got {}",
+                    cfg.epl_len,
+                    state.t_epl.len()
+                ),
+            );
+        }
+        if let Some(t) = state
+            .t_epl
+            .iter()
+            .find(|t| !(0..=state.t_cur as i64).contains(*t))
+        {
+            return bad("t_epl", format!("holds step {t} outside [0, T = {}]", state.t_cur));
+        }
+        if !(0.0..=1.0).contains(&state.p) {
+            return bad("p", format!("must be in [0, 1], got {}", state.p));
+        }
+        if !state.sign_sum.is_finite() || state.last_r_d.is_some_and(|r| !r.is_finite()) {
+            return bad("sign_sum", "must be finite".into());
+        }
         let mut d = Self {
             cfg,
             state,
@@ -277,7 +318,26 @@ impl Diffusion {
             sqrt_one_minus_ab: vec![0.0],
         };
         d.recompute_schedule();
-        d
+        Ok(d)
+    }
+
+    /// The augment stage in one call: every part of `parts` (each [n, ...], one batch size)
+    /// gets the same n steps t drawn from t_epl (real and fake share the t-list, Algorithm 1)
+    /// and is diffused; returns the diffused parts concatenated along dim 0 and t ([n],
+    /// Int64 on the parts' device; repeat it per part for the concatenation). With
+    /// diffusion disabled the parts pass through with t = 0. Feed the controller with
+    /// [`Diffusion::observe_real`] and step it with [`Diffusion::end_minibatch`].
+    pub fn augment(&mut self, parts: &[&Tensor]) -> Result<(Tensor, Tensor)> {
+        let n = parts.first().map_or(0, |p| p.size()[0]);
+        let device = parts.first().map_or(tch::Device::Cpu, |p| p.device());
+        let t = self.sample_t(n as usize);
+        let all: Vec<i64> = (0..parts.len()).flat_map(|_| t.iter().copied()).collect();
+        let x = if parts.len() == 1 {
+            parts[0].shallow_clone()
+        } else {
+            Tensor::cat(parts, 0)
+        };
+        Ok((self.diffuse(&x, &all)?, Self::t_tensor(&t, device)))
     }
 
     /// The configuration.

@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{IoContext, Result};
 use crate::report::{d_outputs_curve, Report};
-use crate::train::checkpoint::write_atomic;
-use crate::train::{ProgressBar, Summary, TrainConfig, Trainer};
+use crate::io::write_atomic;
+use crate::progress::ProgressBar;
+use crate::tasks::gan::{scatter_svg, Summary};
+use crate::train::{TrainConfig, Trainer};
 
 /// One row of the comparison table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,16 +52,20 @@ pub fn run(base: &TrainConfig, out: &Path, show_progress: bool) -> Result<Vec<Ro
     for (method, cfg) in configs(base) {
         let dir = out.join(&method);
         let mut t = Trainer::new(cfg, &dir)?;
-        let summary = if show_progress {
+        let summary = Summary::from_value(if show_progress {
             t.run(&mut ProgressBar::new(&method))?
         } else {
-            t.run(&mut crate::train::Silent)?
-        };
-        let samples = t.sample(t.config().run.eval_samples, t.config().run.seed);
+            t.run(&mut crate::progress::Silent)?
+        })?;
+        let gen = t
+            .task()
+            .generative()
+            .expect("the GAN task generates from noise");
+        let samples = gen.sample(t.config().run.eval_samples, t.config().run.seed);
         let title = format!("{method}: {}/25 modes", summary.modes_covered.unwrap_or(0));
-        panels.push(t.scatter_svg(&samples, &title)?);
+        panels.push(scatter_svg(t.config(), &samples, &title)?);
         curves.push(d_outputs_curve(
-            t.history(),
+            t.rows(),
             &format!("{method}: D(real), D(fake)"),
         ));
         rows.push(Row { method, summary });

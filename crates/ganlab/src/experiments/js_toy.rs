@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::diffusion::{alphas_bar, BetaSchedule};
 use crate::error::{IoContext, Result};
 use crate::report::{LinePlot, Report, Series};
-use crate::train::checkpoint::write_atomic;
+use crate::io::write_atomic;
 
 /// Settings of the experiment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

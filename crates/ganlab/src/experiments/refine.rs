@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{GanError, Result};
 use crate::refine::run::{refine_run, write_outputs, KernelSpace, Quality, RunOptions};
 use crate::refine::{Condition, RefineConfig};
-use crate::train::checkpoint::write_atomic;
+use crate::io::write_atomic;
 use crate::train::{TrainConfig, Trainer};
 
 /// Built-in experiment configs: (experiment name, TOML text).
@@ -119,7 +119,7 @@ impl RefineExperiment {
 /// Runs the comparison: trains the base run if missing, refines with each method into
 /// `out/<method>`, writes results.md and results.json into `out` (created; must be new).
 pub fn run(e: &RefineExperiment, out: &Path, data_dir: &Path, quiet: bool) -> Result<Vec<Row>> {
-    crate::train::create_output_dir(out)?;
+    crate::io::create_output_dir(out)?;
     if !e.run.join("checkpoints").is_dir() {
         let cfg = TrainConfig::load(&e.train_config)?;
         if !quiet {
@@ -132,16 +132,16 @@ pub fn run(e: &RefineExperiment, out: &Path, data_dir: &Path, quiet: bool) -> Re
         }
         let mut t = Trainer::new(cfg, &e.run)?;
         if quiet {
-            t.run(&mut crate::train::Silent)?;
+            t.run(&mut crate::progress::Silent)?;
         } else {
-            t.run(&mut crate::train::ProgressBar::new("train base"))?;
+            t.run(&mut crate::progress::ProgressBar::new("train base"))?;
         }
     }
     let condition = Condition::parse(&e.condition)?;
     let kernel = KernelSpace::parse(&e.kernel)?;
     let mut rows = Vec::new();
     for r in &e.refine {
-        let mut t = Trainer::open(&e.run)?;
+        let t = crate::run::Run::open(&e.run)?;
         let o = RunOptions {
             refine: r.clone(),
             n: e.n,
@@ -154,7 +154,7 @@ pub fn run(e: &RefineExperiment, out: &Path, data_dir: &Path, quiet: bool) -> Re
         if !quiet {
             eprintln!("refining with {} ({} steps)", r.method.name(), r.steps);
         }
-        let outcome = refine_run(&mut t, &o)?;
+        let outcome = refine_run(&t, &o)?;
         write_outputs(&out.join(r.method.name()), &outcome, &t)?;
         rows.push(Row {
             method: r.method.name().into(),

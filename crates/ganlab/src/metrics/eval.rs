@@ -11,8 +11,8 @@ use super::extractors::{extract_all, FeatureExtractor, InceptionFid, MnistCnn};
 use super::features::{frechet_distance, inception_score, kid, prdc, FeatureStats, MeanStd};
 use crate::data::{load_image_set, Split};
 use crate::error::{GanError, IoContext, Result};
-use crate::train::checkpoint::{named, write_safetensors_atomic};
-use crate::train::Progress;
+use crate::io::{named, write_safetensors_atomic};
+use crate::progress::Progress;
 
 /// Where images come from.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,8 +91,9 @@ impl ImageSpec {
 /// `n` samples (default: the run's `eval_samples`) of the run in `dir`, drawn in chunks of
 /// 1000 latent codes (seeds 0, 1, ...; BatchNorm statistics per chunk).
 fn sample_run(dir: &Path, n: Option<i64>) -> Result<Tensor> {
-    let t = crate::train::Trainer::open(dir)?;
-    let n = n.unwrap_or(t.config().run.eval_samples);
+    let run = crate::run::Run::open(dir)?;
+    let t = run.generative()?;
+    let n = n.unwrap_or(run.config().run.eval_samples);
     let mut parts = Vec::new();
     let mut done = 0;
     while done < n {
@@ -398,7 +399,7 @@ mod tests {
             seed: 0,
             cache_dir: Some(dir.clone()),
         };
-        let mut quiet = crate::train::Silent;
+        let mut quiet = crate::progress::Silent;
         let r = evaluate(&Flat, &x, &x, &opts, &mut quiet).unwrap();
         assert!(r.fid.unwrap().abs() < 1e-6);
         assert_eq!(r.kid_subset_size, Some(30));

@@ -235,7 +235,7 @@ impl FeatureExtractor for MnistCnn {
 pub fn extract_all(
     ex: &dyn FeatureExtractor,
     images: &Tensor,
-    progress: &mut dyn crate::train::Progress,
+    progress: &mut dyn crate::progress::Progress,
 ) -> Result<(Tensor, Option<Tensor>)> {
     let n = images.size()[0];
     let b = ex.batch_size();

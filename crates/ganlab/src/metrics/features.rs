@@ -8,7 +8,7 @@ use tch::{Kind, Tensor};
 
 use crate::error::{GanError, IoContext, Result};
 use crate::rng::SplitMix64;
-use crate::train::checkpoint::{named, write_safetensors_atomic};
+use crate::io::{named, write_safetensors_atomic};
 
 /// Mean and covariance of a feature set: all FID needs, and what is cached for real data.
 #[derive(Debug)]

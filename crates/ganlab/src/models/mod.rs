@@ -5,7 +5,9 @@
 pub mod conditional;
 pub mod dcgan;
 pub mod mlp;
+pub mod patchgan;
 pub mod sngan;
+pub mod unet;
 
 use tch::Tensor;
 

@@ -15,7 +15,10 @@ use crate::error::{GanError, IoContext, Result};
 use crate::metrics::extractors::MnistCnn;
 use crate::metrics::features::{frechet_distance, prdc, FeatureStats};
 use crate::metrics::{mode_stats, ModeStats};
-use crate::train::{checkpoint, make_sampler, step_seed, DataSource, Trainer};
+use crate::run::Run;
+use crate::tasks::gan::{make_sampler, scatter_svg};
+use crate::tasks::Generative;
+use crate::train::{step_seed, DataSource};
 
 /// Where the kernel's features h(x) come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -136,14 +139,14 @@ struct Judge {
 }
 
 /// `n` samples of the run's training data (seeded), on `device`.
-fn real_samples(t: &Trainer, n: i64, seed: u64) -> Result<Tensor> {
+fn real_samples(t: &dyn Generative, n: i64, seed: u64) -> Result<Tensor> {
     let mut s = make_sampler(t.config())?;
     tch::manual_seed(step_seed(seed, u64::MAX - 3));
     s.sample(n, t.device())
 }
 
 /// The run's test images (IDX runs), for FID and inpainting targets.
-fn test_images(t: &Trainer) -> Result<Tensor> {
+fn test_images(t: &dyn Generative) -> Result<Tensor> {
     match t.config().data.source {
         DataSource::Idx => Ok(load_image_set(&t.config().data.idx.dir, Split::Test)?.images),
         DataSource::Toy2d => Err(GanError::Input("this run has no image test split".into())),
@@ -155,7 +158,7 @@ fn mnist_cnn(o: &RunOptions, device: Device) -> Result<MnistCnn> {
 }
 
 impl Judge {
-    fn new(t: &Trainer, o: &RunOptions) -> Result<Self> {
+    fn new(t: &dyn Generative, o: &RunOptions) -> Result<Self> {
         if let Some(toy) = t.toy() {
             return Ok(Self {
                 cnn: None,
@@ -254,9 +257,10 @@ fn batched(x: &Tensor, b: i64, f: impl Fn(&Tensor) -> Result<Tensor>) -> Result<
 
 type BoxFn<'a> = Box<dyn Fn(&Tensor) -> Tensor + 'a>;
 
-/// Refines `o.n` particles of the opened run `t` (its weights are frozen here; G takes its
+/// Refines `o.n` particles of the opened run (its weights frozen by [`Run::open`]; G with its
 /// EMA weights where the run keeps them).
-pub fn refine_run(t: &mut Trainer, o: &RunOptions) -> Result<Outcome> {
+pub fn refine_run(run: &Run, o: &RunOptions) -> Result<Outcome> {
+    let t = run.generative()?;
     o.refine.validate()?;
     if !(2..=100_000).contains(&o.n) {
         return Err(GanError::config(
@@ -270,7 +274,6 @@ pub fn refine_run(t: &mut Trainer, o: &RunOptions) -> Result<Outcome> {
             format!("must be > 0, got {}", o.inpaint_sigma),
         ));
     }
-    t.freeze_for_inference();
     let device = t.device();
     let is_toy = t.toy().is_some();
     if is_toy && o.kernel == KernelSpace::MnistCnn {
@@ -404,8 +407,8 @@ pub fn refine_run(t: &mut Trainer, o: &RunOptions) -> Result<Outcome> {
     let before = judge.quality(&x0, &d0, &o.condition, inpaint.as_ref())?;
     let after = judge.quality(&refined.x, &d1, &o.condition, inpaint.as_ref())?;
     let report = Report {
-        run: t.dir().to_path_buf(),
-        run_step: t.step(),
+        run: run.dir().to_path_buf(),
+        run_step: run.step(),
         config: o.refine.clone(),
         n: o.n,
         seed: o.seed,
@@ -450,20 +453,21 @@ pub fn condition_name(c: &Condition) -> String {
 /// before/after figure (before_after.svg for 2-D runs, before_after.png for images: the
 /// first 32 before on top, the same particles after below, and the masked target first when
 /// inpainting) into the new directory `dir`.
-pub fn write_outputs(dir: &Path, o: &Outcome, t: &Trainer) -> Result<()> {
+pub fn write_outputs(dir: &Path, o: &Outcome, run: &Run) -> Result<()> {
     use crate::report::npy::write_f32;
-    crate::train::create_output_dir(dir)?;
+    crate::io::create_output_dir(dir)?;
     write_f32(&dir.join("refined.npy"), &o.refined.x)?;
     write_f32(&dir.join("latents.npy"), &o.refined.z)?;
     write_f32(&dir.join("initial.npy"), &o.x0)?;
     write_f32(&dir.join("initial_latents.npy"), &o.z0)?;
     let json = serde_json::to_string_pretty(&o.report)?;
-    checkpoint::write_atomic(&dir.join("summary.json"), json.as_bytes())?;
+    crate::io::write_atomic(&dir.join("summary.json"), json.as_bytes())?;
     let x0 = o.x0.to_device(Device::Cpu);
     let x1 = o.refined.x.to_device(Device::Cpu);
     if x0.dim() == 2 {
-        let before = t.scatter_svg(&x0, "before")?;
-        let after = t.scatter_svg(
+        let before = scatter_svg(run.config(), &x0, "before")?;
+        let after = scatter_svg(
+            run.config(),
             &x1,
             &format!(
                 "after {} × {}",
@@ -490,7 +494,7 @@ pub fn write_outputs(dir: &Path, o: &Outcome, t: &Trainer) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::Silent;
+    use crate::progress::Silent;
 
     /// End to end on a tiny trained 2-D run: every method refines through `ganlab refine`'s
     /// path, writes its files, moves the codes, and keeps the samples finite; DDLS and DOT
@@ -510,9 +514,12 @@ mod tests {
         cfg.run.device = "cpu".into();
         cfg.model.mlp.hidden = 32;
         let run = base.join("run");
-        Trainer::new(cfg, &run).unwrap().run(&mut Silent).unwrap();
+        crate::train::Trainer::new(cfg, &run)
+            .unwrap()
+            .run(&mut Silent)
+            .unwrap();
         for method in super::super::Method::NAMES {
-            let mut t = Trainer::open(&run).unwrap();
+            let t = Run::open(&run).unwrap();
             let o = RunOptions {
                 refine: RefineConfig {
                     method: super::super::Method::parse(method).unwrap(),
@@ -528,7 +535,7 @@ mod tests {
                 kernel: KernelSpace::Discriminator,
                 data_dir: PathBuf::from("data"),
             };
-            let out = refine_run(&mut t, &o).unwrap();
+            let out = refine_run(&t, &o).unwrap();
             let moved = out.report.log.last().unwrap().moved;
             assert!(moved > 1e-3, "{method}: codes did not move ({moved})");
             assert!(out.report.after.modes.is_some());
@@ -553,7 +560,7 @@ mod tests {
             // Nothing a user wrote is overwritten.
             assert!(write_outputs(&dir, &out, &t).is_err());
         }
-        let mut t = Trainer::open(&run).unwrap();
+        let t = Run::open(&run).unwrap();
         let o = RunOptions {
             refine: RefineConfig {
                 steps: 20,
@@ -570,7 +577,7 @@ mod tests {
             kernel: KernelSpace::Data,
             data_dir: PathBuf::from("data"),
         };
-        let out = refine_run(&mut t, &o).unwrap();
+        let out = refine_run(&t, &o).unwrap();
         let (b, a) = (
             out.report.before.class_accuracy.unwrap(),
             out.report.after.class_accuracy.unwrap(),
@@ -580,7 +587,7 @@ mod tests {
             condition: Condition::Class(25),
             ..o.clone()
         };
-        assert!(refine_run(&mut t, &bad)
+        assert!(refine_run(&t, &bad)
             .unwrap_err()
             .to_string()
             .contains("[0, 24]"));
@@ -591,7 +598,7 @@ mod tests {
             },
             ..o
         };
-        assert!(refine_run(&mut t, &bad)
+        assert!(refine_run(&t, &bad)
             .unwrap_err()
             .to_string()
             .contains("image run"));
@@ -600,7 +607,7 @@ mod tests {
             condition: Condition::None,
             ..bad
         };
-        assert!(refine_run(&mut t, &bad)
+        assert!(refine_run(&t, &bad)
             .unwrap_err()
             .to_string()
             .contains("--kernel"));

@@ -10,7 +10,8 @@ pub use svg::{LinePlot, ScatterPlot, Series};
 
 use tch::{Kind, Tensor};
 
-use crate::train::{StepStats, Summary, Trainer};
+use crate::tasks::{Curve, Section};
+use crate::train::LogRow;
 
 /// Colours used throughout the reports.
 pub const REAL: &str = "#9a9a9a";
@@ -43,21 +44,21 @@ pub fn scatter_real_fake(real: &Tensor, fake: &Tensor, title: &str) -> String {
     .to_svg()
 }
 
-/// A curve to draw from the logged statistics: (legend, field accessor, colour).
-pub type Field<'a> = (&'a str, fn(&StepStats) -> f64, &'a str);
-
-/// A line plot of fields of the logged statistics.
-pub fn curve(history: &[StepStats], title: &str, ylabel: &str, fields: &[Field]) -> String {
+/// A line plot of the named scalars of logged rows (rows without a value are skipped).
+pub fn curve(rows: &[LogRow], title: &str, ylabel: &str, series: &[(&str, &str)]) -> String {
     LinePlot {
         title: title.into(),
         xlabel: "step".into(),
         ylabel: ylabel.into(),
-        series: fields
+        series: series
             .iter()
-            .map(|(name, f, color)| {
+            .map(|(name, color)| {
                 Series::new(
                     *name,
-                    history.iter().map(|s| (s.step as f64, f(s))).collect(),
+                    rows.iter()
+                        .map(|r| (r.step as f64, r.get(name)))
+                        .filter(|(_, v)| v.is_finite())
+                        .collect(),
                     *color,
                 )
             })
@@ -69,91 +70,109 @@ pub fn curve(history: &[StepStats], title: &str, ylabel: &str, fields: &[Field])
 }
 
 /// D(real) and D(fake) over training (Fig. 5, bottom row).
-pub fn d_outputs_curve(history: &[StepStats], title: &str) -> String {
+pub fn d_outputs_curve(rows: &[LogRow], title: &str) -> String {
     curve(
-        history,
+        rows,
         title,
         "mean D score",
-        &[
-            ("D(real)", |s| s.d_real, REAL),
-            ("D(fake)", |s| s.d_fake, FAKE),
-        ],
+        &[("d_real", REAL), ("d_fake", FAKE)],
     )
 }
 
-/// The report.html of a run.
-pub fn run_report(t: &Trainer, summary: &Summary, scatter: &str) -> String {
-    let h = t.history();
-    let mut r = Report::new(&format!("ganlab run: {}", t.config().run.name));
-    let opt = |v: Option<String>| v.unwrap_or_else(|| "n/a".into());
-    r.heading("Summary").table(
-        &["metric", "value"],
-        &[
-            vec!["steps".into(), summary.steps.to_string()],
-            vec![
-                "modes covered".into(),
-                opt(summary
-                    .modes_covered
-                    .zip(summary.n_modes)
-                    .map(|(a, b)| format!("{a} / {b}"))),
-            ],
-            vec![
-                "high-quality fraction (within 3σ)".into(),
-                opt(summary.high_quality_fraction.map(|v| format!("{v:.4}"))),
-            ],
-            vec![
-                "mode KL from uniform (nats)".into(),
-                opt(summary.mode_kl.map(|v| format!("{v:.4}"))),
-            ],
-            vec!["final T".into(), summary.final_t.to_string()],
-            vec![
-                "training time (s)".into(),
-                format!("{:.1}", summary.train_seconds),
-            ],
-            vec!["device".into(), summary.device.clone()],
-        ],
-    );
-    r.heading("Samples").figure(scatter);
-    r.heading("Training curves")
-        .figure(&curve(
-            h,
-            "losses",
-            "loss",
-            &[("D", |s| s.loss_d, THIRD), ("G", |s| s.loss_g, FAKE)],
-        ))
-        .figure(&d_outputs_curve(h, "discriminator outputs"))
-        .figure(&curve(
-            h,
-            "adaptive diffusion: T",
-            "T",
-            &[("T", |s| s.t_max as f64, THIRD)],
-        ))
-        .figure(&curve(
-            h,
-            "overfitting measure r_d",
-            "r_d",
-            &[("r_d", |s| s.r_d.unwrap_or(f64::NAN), THIRD)],
-        ));
-    let mh = t.mode_history();
-    if !mh.is_empty() {
-        r.figure(
-            &LinePlot {
-                title: "modes covered".into(),
-                xlabel: "step".into(),
-                ylabel: "modes".into(),
-                series: vec![Series::new(
-                    "covered",
-                    mh.iter()
-                        .map(|(s, m)| (*s as f64, m.modes_covered as f64))
-                        .collect(),
-                    FAKE,
-                )],
-                bounds: None,
-                size: (400.0, 260.0),
+/// Everything a run's report.html shows; the report never sees the trainer.
+#[derive(Debug)]
+pub struct RunReport<'a> {
+    /// The run's name.
+    pub title: &'a str,
+    /// summary.json.
+    pub summary: &'a serde_json::Value,
+    /// The task's sections (samples, translations, ...).
+    pub sections: &'a [Section],
+    /// Logged step rows.
+    pub rows: &'a [LogRow],
+    /// Logged evaluations.
+    pub evals: &'a [LogRow],
+    /// The task's curves (scalars not in any get a plot of their own).
+    pub curves: &'a [Curve],
+    /// Fixed-probe grids under samples/, in step order.
+    pub grids: &'a [String],
+    /// The resolved config.
+    pub config_toml: &'a str,
+}
+
+/// Scalar names of `rows` in first-seen order.
+fn scalar_names(rows: &[LogRow]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for r in rows {
+        for (k, _) in &r.scalars.0 {
+            if !names.contains(k) {
+                names.push(k.clone());
             }
-            .to_svg(),
-        );
+        }
     }
-    r.heading("Config").pre(&t.config().to_toml());
+    names
+}
+
+/// The report.html of a run.
+pub fn run_report(rr: &RunReport) -> String {
+    let mut r = Report::new(&format!("ganlab run: {}", rr.title));
+    let rows: Vec<Vec<String>> = rr
+        .summary
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| {
+                    let text = match v {
+                        serde_json::Value::Null => "n/a".to_string(),
+                        serde_json::Value::String(s) => s.clone(),
+                        serde_json::Value::Number(n) if n.is_f64() => {
+                            format!("{:.4}", n.as_f64().unwrap_or(f64::NAN))
+                        }
+                        other => other.to_string(),
+                    };
+                    vec![k.replace('_', " "), text]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    r.heading("Summary").table(&["metric", "value"], &rows);
+    for s in rr.sections {
+        r.heading(&s.heading).figure(&s.html);
+    }
+    if !rr.grids.is_empty() {
+        r.heading("Fixed-probe grids during training");
+        for n in rr.grids {
+            let step = n.trim_start_matches("step-").trim_end_matches(".png");
+            r.figure(&format!(
+                "<figure><img src=\"samples/{n}\" alt=\"grid at step {step}\"><figcaption>step {}</figcaption></figure>",
+                step.trim_start_matches('0')
+            ));
+        }
+    }
+    r.heading("Training curves");
+    let colors = [THIRD, FAKE, REAL, "#2b8a3e", "#862e9c"];
+    let mut drawn: Vec<&str> = Vec::new();
+    for c in rr.curves {
+        let series: Vec<(&str, &str)> = c
+            .series
+            .iter()
+            .zip(colors.iter().cycle())
+            .map(|(n, col)| (*n, *col))
+            .collect();
+        r.figure(&curve(rr.rows, c.title, c.ylabel, &series));
+        drawn.extend(c.series.iter());
+    }
+    for name in scalar_names(rr.rows) {
+        if name != "wall_s" && !drawn.contains(&name.as_str()) {
+            r.figure(&curve(rr.rows, &name, &name, &[(&name, FAKE)]));
+        }
+    }
+    if !rr.evals.is_empty() {
+        r.heading("Evaluations");
+        for name in scalar_names(rr.evals) {
+            r.figure(&curve(rr.evals, &name, &name, &[(&name, FAKE)]));
+        }
+    }
+    r.heading("Config").pre(rr.config_toml);
     r.render()
 }

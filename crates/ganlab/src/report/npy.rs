@@ -34,7 +34,7 @@ pub fn write_f32(path: &Path, t: &Tensor) -> Result<()> {
     for v in data {
         bytes.extend_from_slice(&v.to_le_bytes());
     }
-    crate::train::checkpoint::write_atomic(path, &bytes)
+    crate::io::write_atomic(path, &bytes)
 }
 
 /// Reads a float32 .npy file written by [`write_f32`] (or numpy, C order, '<f4').

@@ -1,9 +1,11 @@
-//! Checkpoints: `checkpoints/step-N.safetensors` (network weights and optimizer moments)
-//! plus `checkpoints/state.json` (step, optimizer step counts, diffusion controller state)
-//! naming the newest complete checkpoint. Every file is written to a temporary name in
-//! the same directory and renamed, so a crash never leaves a half-written checkpoint, and
-//! state.json only ever points at a complete one.
+//! Checkpoints: `checkpoints/step-N.safetensors` (every network group's weights, optimizer
+//! moments and EMAs, see [`super::networks`]) plus `checkpoints/state.json` (step, optimizer
+//! step counts by group, the task's own resumable state) naming the newest complete
+//! checkpoint. Every file is written to a temporary name in the same directory and renamed,
+//! so a crash never leaves a half-written checkpoint, and state.json only ever points at a
+//! complete one.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -11,53 +13,65 @@ use tch::Tensor;
 
 use crate::diffusion::DiffusionState;
 use crate::error::{GanError, IoContext, Result};
+use crate::io::{write_atomic, write_safetensors_atomic};
 
 /// The JSON half of a checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointState {
-    /// Generator updates completed.
+    /// Training steps completed.
     pub step: u64,
     /// The tensor file, relative to the checkpoints directory.
     pub tensors: String,
-    /// Updates done by the generator optimizer (Adam's bias correction needs it).
-    pub opt_g_steps: u64,
-    /// Updates done by the discriminator optimizer.
-    pub opt_d_steps: u64,
-    /// The diffusion controller (T, p, t_epl, RNG).
-    pub diffusion: DiffusionState,
+    /// Updates done by each group's optimizer (Adam's bias correction needs them).
+    #[serde(default)]
+    pub optim_steps: BTreeMap<String, u64>,
+    /// The task's resumable state (e.g. the diffusion controller, image pools).
+    #[serde(default)]
+    pub task: serde_json::Value,
     /// ganlab version that wrote it.
     pub version: String,
+    /// Checkpoints written before tasks existed (one G, one D): read, never written.
+    #[serde(default, skip_serializing)]
+    opt_g_steps: Option<u64>,
+    /// See `opt_g_steps`.
+    #[serde(default, skip_serializing)]
+    opt_d_steps: Option<u64>,
+    /// See `opt_g_steps`: the diffusion controller, now inside the GAN task's state.
+    #[serde(default, skip_serializing)]
+    diffusion: Option<DiffusionState>,
 }
 
-/// Writes `bytes` to `path` atomically (temporary file + rename in the same directory).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = tmp_path(path);
-    std::fs::write(&tmp, bytes).at(&tmp)?;
-    std::fs::rename(&tmp, path).at(path)
-}
+impl CheckpointState {
+    /// The state of a checkpoint at `step`.
+    pub fn new(step: u64, optim_steps: BTreeMap<String, u64>, task: serde_json::Value) -> Self {
+        Self {
+            step,
+            tensors: format!("step-{step}.safetensors"),
+            optim_steps,
+            task,
+            version: env!("CARGO_PKG_VERSION").into(),
+            opt_g_steps: None,
+            opt_d_steps: None,
+            diffusion: None,
+        }
+    }
 
-/// Writes named tensors to `path` as safetensors atomically (temporary file + rename).
-pub fn write_safetensors_atomic<T: AsRef<Tensor>>(
-    path: &Path,
-    tensors: &[(&str, T)],
-) -> Result<()> {
-    let tmp = tmp_path(path);
-    Tensor::write_safetensors(tensors, &tmp)?;
-    std::fs::rename(&tmp, path).at(path)
-}
-
-/// The tensor called `key` in a list read from safetensors.
-pub fn named<'a>(tensors: &'a [(String, Tensor)], key: &str) -> Option<&'a Tensor> {
-    tensors.iter().find(|(k, _)| k == key).map(|(_, t)| t)
-}
-
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(".tmp");
-    path.with_file_name(name)
+    /// Moves the fields of a pre-task checkpoint (`opt_g_steps`, `opt_d_steps`, `diffusion`)
+    /// to where a GAN task keeps them now (groups `g` and `d`, task state `{diffusion}`).
+    fn migrate(mut self) -> Self {
+        if let Some(n) = self.opt_g_steps.take() {
+            self.optim_steps.entry("g".into()).or_insert(n);
+        }
+        if let Some(n) = self.opt_d_steps.take() {
+            self.optim_steps.entry("d".into()).or_insert(n);
+        }
+        if let Some(d) = self.diffusion.take() {
+            if self.task.is_null() {
+                self.task = serde_json::json!({ "diffusion": d });
+            }
+        }
+        self
+    }
 }
 
 /// Saves tensors and state atomically, then deletes all but the newest `keep` tensor files.
@@ -104,10 +118,18 @@ pub fn load(dir: &Path) -> Result<(CheckpointState, Vec<(String, Tensor)>)> {
         path: state_path.clone(),
         message: format!("cannot read ({e}); is this a ganlab run directory with a checkpoint?"),
     })?;
-    let state: CheckpointState = serde_json::from_str(&text).map_err(|e| GanError::Checkpoint {
-        path: state_path.clone(),
-        message: format!("corrupt state: {e}"),
-    })?;
+    let state: CheckpointState = serde_json::from_str::<CheckpointState>(&text)
+        .map_err(|e| GanError::Checkpoint {
+            path: state_path.clone(),
+            message: format!("corrupt state: {e}"),
+        })?
+        .migrate();
+    if state.tensors.contains(['/', '\\']) || !state.tensors.ends_with(".safetensors") {
+        return Err(GanError::Checkpoint {
+            path: state_path,
+            message: format!("corrupt state: tensor file {:?}", state.tensors),
+        });
+    }
     let file = dir.join(&state.tensors);
     let tensors = Tensor::read_safetensors(&file).map_err(|e| GanError::Checkpoint {
         path: file.clone(),
@@ -124,16 +146,12 @@ mod tests {
     fn save_load_keep_and_corruption() {
         let dir = std::env::temp_dir().join(format!("ganlab-ckpt-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let d = crate::diffusion::Diffusion::new(Default::default(), 0);
         for step in 1..=4u64 {
-            let st = CheckpointState {
+            let st = CheckpointState::new(
                 step,
-                tensors: format!("step-{step}.safetensors"),
-                opt_g_steps: step,
-                opt_d_steps: step,
-                diffusion: d.state().clone(),
-                version: "t".into(),
-            };
+                [("g".to_string(), step)].into(),
+                serde_json::json!({ "k": step }),
+            );
             save(
                 &dir,
                 &st,
@@ -144,6 +162,7 @@ mod tests {
         }
         let (st, t) = load(&dir).unwrap();
         assert_eq!(st.step, 4);
+        assert_eq!(st.task["k"], 4);
         assert_eq!(t[0].1.double_value(&[0]), 4.0);
         let left: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
@@ -164,5 +183,21 @@ mod tests {
             .to_string()
             .contains("corrupt state"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A state.json written before tasks existed reads as a GAN task's state.
+    #[test]
+    fn pre_task_state_is_migrated() {
+        let d = crate::diffusion::Diffusion::new(Default::default(), 0);
+        let old = serde_json::json!({
+            "step": 7, "tensors": "step-7.safetensors", "opt_g_steps": 7, "opt_d_steps": 9,
+            "diffusion": d.state(), "version": "0.1.0"
+        });
+        let st = serde_json::from_value::<CheckpointState>(old).unwrap().migrate();
+        assert_eq!(st.optim_steps, [("d".to_string(), 9), ("g".to_string(), 7)].into());
+        let back: DiffusionState = serde_json::from_value(st.task["diffusion"].clone()).unwrap();
+        assert_eq!(&back, d.state());
+        let text = serde_json::to_string(&st).unwrap();
+        assert!(!text.contains("opt_g_steps"), "{text}");
     }
 }

@@ -1,5 +1,13 @@
 //! The training config: one TOML file, every field with a documented default, checked
 //! once when loaded (`validate`) so the trainer can trust it.
+//!
+//! `[task] kind` chooses the task; `[run]` and `[diffusion]` are shared by every task, and
+//! each task owns its sections (the GAN task: `[data]`, `[model]`, `[objective]`, `[optim]`,
+//! as before tasks existed, so older configs and run directories load unchanged; pix2pix:
+//! `[pix2pix]`). A section of another task is an error, and a run's config.toml holds the
+//! chosen task's sections only, with every default written out. `--set section.key=value`
+//! ([`TrainConfig::from_toml_with`]) edits the TOML before it is parsed and checked, so an
+//! override is validated exactly like the file.
 
 use std::path::Path;
 
@@ -14,6 +22,53 @@ use crate::models::dcgan::DcganConfig;
 use crate::models::mlp::MlpConfig;
 use crate::models::sngan::SnganConfig;
 use crate::objectives::ObjectiveConfig;
+use crate::tasks::pix2pix::Pix2pixConfig;
+
+/// The tasks a config can choose (`[task] kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// Unconditional or class-conditional GAN, with or without Diffusion-GAN
+    /// (`crate::tasks::gan`; sections data, model, objective, optim).
+    #[default]
+    Gan,
+    /// Paired image-to-image translation (`crate::tasks::pix2pix`; section pix2pix).
+    Pix2pix,
+}
+
+impl TaskKind {
+    /// The top-level sections of a config of this task ([task], [run], [diffusion] are shared).
+    pub fn sections(self) -> &'static [&'static str] {
+        match self {
+            TaskKind::Gan => &["data", "model", "objective", "optim"],
+            TaskKind::Pix2pix => &["pix2pix"],
+        }
+    }
+
+    /// Every task-owned section of any task.
+    fn all_sections() -> Vec<&'static str> {
+        [TaskKind::Gan, TaskKind::Pix2pix]
+            .iter()
+            .flat_map(|k| k.sections().iter().copied())
+            .collect()
+    }
+
+    /// The name written in `[task] kind`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskKind::Gan => "gan",
+            TaskKind::Pix2pix => "pix2pix",
+        }
+    }
+}
+
+/// `[task]`: which training method.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TaskConfig {
+    /// "gan" (default) or "pix2pix".
+    pub kind: TaskKind,
+}
 
 /// `[run]`: budget, seed, logging.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -223,6 +278,8 @@ impl Default for OptimConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
+    /// Which task.
+    pub task: TaskConfig,
     /// Budget, seed and logging.
     pub run: RunConfig,
     /// Data.
@@ -233,21 +290,86 @@ pub struct TrainConfig {
     pub objective: ObjectiveConfig,
     /// Optimizers.
     pub optim: OptimConfig,
-    /// Diffusion-GAN noise (set `enabled = false` for a vanilla GAN).
+    /// Diffusion-GAN noise (set `enabled = false` for a vanilla GAN), on any task's D.
     pub diffusion: DiffusionConfig,
+    /// The pix2pix task.
+    pub pix2pix: Pix2pixConfig,
+}
+
+/// What a run's config.toml holds: the shared sections and the chosen task's.
+#[derive(Serialize)]
+struct TaskView<'a> {
+    task: &'a TaskConfig,
+    run: &'a RunConfig,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a DataConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<&'a ModelConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    objective: Option<&'a ObjectiveConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    optim: Option<&'a OptimConfig>,
+    diffusion: &'a DiffusionConfig,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pix2pix: Option<&'a Pix2pixConfig>,
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
+            task: TaskConfig::default(),
             run: RunConfig::default(),
             data: DataConfig::default(),
             model: ModelConfig::default(),
             objective: ObjectiveConfig::default(),
             optim: OptimConfig::default(),
             diffusion: DiffusionConfig::feature(),
+            pix2pix: Pix2pixConfig::default(),
         }
     }
+}
+
+/// Applies `key.path=value` overrides to a parsed TOML table. The value is read as a TOML
+/// value (`3`, `0.5`, `true`, `"x"`, `[1, 2]`), and as a string when it is not one
+/// (`run.device=cpu`); tables on the path are created as needed.
+pub fn apply_overrides(table: &mut toml::Table, sets: &[String]) -> Result<()> {
+    for set in sets {
+        let (key, value) = set.split_once('=').ok_or_else(|| {
+            GanError::Input(format!("--set {set:?}: expected section.key=value"))
+        })?;
+        let path: Vec<&str> = key.trim().split('.').collect();
+        if path.iter().any(|p| p.is_empty()) {
+            return Err(GanError::Input(format!(
+                "--set {set:?}: the key must be a dotted path such as run.steps"
+            )));
+        }
+        let value = value.trim();
+        let parsed = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.to_string()));
+        let mut cur = &mut *table;
+        for (i, part) in path.iter().enumerate() {
+            if i + 1 == path.len() {
+                cur.insert(part.to_string(), parsed.clone());
+                break;
+            }
+            let next = cur
+                .entry(part.to_string())
+                .or_insert_with(|| toml::Value::Table(Default::default()));
+            cur = match next {
+                toml::Value::Table(t) => t,
+                _ => {
+                    return Err(GanError::Input(format!(
+                        "--set {set:?}: `{}` is a value, not a section",
+                        path[..=i].join(".")
+                    )))
+                }
+            };
+        }
+    }
+    Ok(())
 }
 
 impl TrainConfig {
@@ -255,11 +377,16 @@ impl TrainConfig {
     ///
     /// Fields left out of `[diffusion]` take the Appendix G preset that fits the model: the
     /// feature config (β_T 0.01, T_max 500, σ 0.5) for the MLP family (points and feature
-    /// vectors), the pixel config (β_T 0.02, T_max 1000, σ 0.05) for image families, whether
-    /// the table is written in part or not at all.
+    /// vectors), the pixel config (β_T 0.02, T_max 1000, σ 0.05) for image families and
+    /// image tasks, whether the table is written in part or not at all.
     pub fn from_toml_str(text: &str, origin: &Path) -> Result<Self> {
+        Self::from_toml_with(text, origin, &[])
+    }
+
+    /// [`TrainConfig::from_toml_str`] after `--set` overrides (see [`apply_overrides`]).
+    pub fn from_toml_with(text: &str, origin: &Path, sets: &[String]) -> Result<Self> {
         let parse_error = |e: toml::de::Error| {
-            let place = e.span().map(|span| {
+            let place = e.span().filter(|_| sets.is_empty()).map(|span| {
                 let line_no = text[..span.start].matches('\n').count() + 1;
                 let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
                 format!(" (line {line_no}: {line})")
@@ -272,15 +399,49 @@ impl TrainConfig {
         // Checked as written first, so that errors point at the user's line.
         toml::from_str::<Self>(text).map_err(parse_error)?;
         let mut table: toml::Table = toml::from_str(text).map_err(parse_error)?;
-        let image_family = table
-            .get("model")
-            .and_then(|m| m.get("family"))
-            .and_then(|f| f.as_str())
-            .is_some_and(|f| f != "mlp");
-        let preset = if image_family {
-            DiffusionConfig::default()
-        } else {
-            DiffusionConfig::feature()
+        if !sets.is_empty() {
+            apply_overrides(&mut table, sets)?;
+            toml::Value::Table(table.clone())
+                .try_into::<Self>()
+                .map_err(|e| GanError::ConfigParse {
+                    path: origin.to_path_buf(),
+                    message: format!("after --set: {}", e.message().trim_end()),
+                })?;
+        }
+        let kind: TaskKind = table
+            .get("task")
+            .and_then(|t| t.get("kind"))
+            .cloned()
+            .map(|k| k.try_into())
+            .transpose()
+            .map_err(parse_error)?
+            .unwrap_or_default();
+        for section in TaskKind::all_sections() {
+            if table.contains_key(section) && !kind.sections().contains(&section) {
+                return Err(GanError::config(
+                    section,
+                    format!(
+                        "is not a section of task {:?} (its sections: task, run, diffusion, {})",
+                        kind.name(),
+                        kind.sections().join(", ")
+                    ),
+                ));
+            }
+        }
+        let image_data = kind != TaskKind::Gan
+            || table
+                .get("model")
+                .and_then(|m| m.get("family"))
+                .and_then(|f| f.as_str())
+                .is_some_and(|f| f != "mlp");
+        let preset = match (kind, image_data) {
+            // Translation tasks train without diffusion noise unless `enabled = true`.
+            (TaskKind::Pix2pix, _) => DiffusionConfig {
+                enabled: false,
+                ..DiffusionConfig::default()
+            },
+            (_, true) => DiffusionConfig::default(),
+            (_, false) => DiffusionConfig::feature(),
         };
         let preset = toml::Table::try_from(&preset).expect("config is always serializable");
         let diffusion = table
@@ -298,14 +459,36 @@ impl TrainConfig {
 
     /// Reads and validates a TOML file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| GanError::Input(format!("cannot read config {}: {e}", path.display())))?;
-        Self::from_toml_str(&text, path)
+        Self::load_with(path, &[])
     }
 
-    /// The config as TOML with every default written out.
+    /// Reads a TOML file, applies `--set` overrides, validates.
+    pub fn load_with(path: &Path, sets: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| GanError::Input(format!("cannot read config {}: {e}", path.display())))?;
+        Self::from_toml_with(&text, path, sets)
+    }
+
+    /// The built-in default (`ganlab train` without a config) after `--set` overrides.
+    pub fn default_with(sets: &[String]) -> Result<Self> {
+        Self::from_toml_with(&Self::default().to_toml(), Path::new("<built-in default>"), sets)
+    }
+
+    /// The config as TOML: the shared sections and the chosen task's, every default written
+    /// out.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).expect("config is always serializable")
+        let gan = self.task.kind == TaskKind::Gan;
+        let view = TaskView {
+            task: &self.task,
+            run: &self.run,
+            data: gan.then_some(&self.data),
+            model: gan.then_some(&self.model),
+            objective: gan.then_some(&self.objective),
+            optim: gan.then_some(&self.optim),
+            diffusion: &self.diffusion,
+            pix2pix: (self.task.kind == TaskKind::Pix2pix).then_some(&self.pix2pix),
+        };
+        toml::to_string_pretty(&view).expect("config is always serializable")
     }
 
     /// Checks every field, naming the first invalid one.
@@ -350,13 +533,22 @@ impl TrainConfig {
                 format!("must be in [1, 10000000], got {}", r.eval_samples),
             ));
         }
-        super::parse_device(&r.device)?;
+        crate::device::parse_device(&r.device)?;
         if !(0.0..1.0).contains(&r.ema_beta) {
             return Err(GanError::config(
                 "run.ema_beta",
                 format!("must be in [0, 1), got {}", r.ema_beta),
             ));
         }
+        self.diffusion.validate("diffusion")?;
+        match self.task.kind {
+            TaskKind::Gan => self.validate_gan(),
+            TaskKind::Pix2pix => self.pix2pix.validate("pix2pix"),
+        }
+    }
+
+    /// Checks the GAN task's sections.
+    fn validate_gan(&self) -> Result<()> {
         self.data.toy2d.validate("data.toy2d")?;
         self.model.mlp.validate("model.mlp")?;
         self.model.dcgan.validate("model.dcgan")?;
@@ -398,8 +590,7 @@ impl TrainConfig {
         }
         self.objective.validate("objective")?;
         self.optim.g.validate("optim.g")?;
-        self.optim.d.validate("optim.d")?;
-        self.diffusion.validate("diffusion")
+        self.optim.d.validate("optim.d")
     }
 }
 
@@ -479,18 +670,64 @@ mod shipped_configs {
         assert!(n >= 5, "found {n} configs");
     }
 
-    /// docs/CONFIG.md shows the default with every field, exactly as a run writes it.
+    /// The pix2pix task's defaults, as a run's config.toml writes them.
+    fn pix2pix_default() -> TrainConfig {
+        TrainConfig::from_toml_str("[task]\nkind = \"pix2pix\"\n", Path::new("x.toml")).unwrap()
+    }
+
+    /// docs/CONFIG.md shows the defaults with every field, exactly as a run writes them: the
+    /// GAN task's (block 1) and pix2pix's (block 2). `GANLAB_UPDATE_DOCS=1 cargo test
+    /// config_reference` rewrites the blocks from the code.
     #[test]
     fn config_reference_matches_default() {
-        let doc = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/CONFIG.md"),
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/CONFIG.md");
+        let doc = std::fs::read_to_string(&path).unwrap();
+        let want = [TrainConfig::default().to_toml(), pix2pix_default().to_toml()];
+        let mut parts: Vec<String> = doc.split("```toml\n").map(str::to_string).collect();
+        assert!(parts.len() >= 3, "two toml blocks in docs/CONFIG.md");
+        if std::env::var_os("GANLAB_UPDATE_DOCS").is_some() {
+            for (i, w) in want.iter().enumerate() {
+                let rest = parts[i + 1].split_once("```").map(|(_, r)| r.to_string());
+                parts[i + 1] = format!("{}```{}", w.trim_end().to_string() + "\n", rest.unwrap());
+            }
+            std::fs::write(&path, parts.join("```toml\n")).unwrap();
+            return;
+        }
+        for (i, w) in want.iter().enumerate() {
+            let block = parts[i + 1].split("```").next().unwrap();
+            assert_eq!(block.trim(), w.trim(), "block {} of docs/CONFIG.md", i + 1);
+        }
+    }
+
+    /// `--set` edits any field before validation: values as TOML or as bare strings, new
+    /// tables created, bad keys and values named; another task's section is refused.
+    #[test]
+    fn overrides_and_task_sections() {
+        let p = Path::new("x.toml");
+        let sets = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let cfg = TrainConfig::from_toml_with(
+            "[run]\nsteps = 5\n",
+            p,
+            &sets(&["run.steps=7", "run.device=cpu", "diffusion.enabled=false", "model.mlp.hidden=8"]),
         )
         .unwrap();
-        let block = doc
-            .split("```toml\n")
-            .nth(1)
-            .and_then(|b| b.split("```").next())
-            .expect("a toml block in docs/CONFIG.md");
-        assert_eq!(block.trim(), TrainConfig::default().to_toml().trim());
+        assert_eq!((cfg.run.steps, cfg.run.device.as_str()), (7, "cpu"));
+        assert!(!cfg.diffusion.enabled && cfg.model.mlp.hidden == 8);
+        let e = TrainConfig::from_toml_with("", p, &sets(&["run.steps=0"])).unwrap_err();
+        assert!(e.to_string().contains("`run.steps`"), "{e}");
+        let e = TrainConfig::from_toml_with("", p, &sets(&["run.stepz=3"])).unwrap_err();
+        assert!(e.to_string().contains("stepz"), "{e}");
+        let e = TrainConfig::from_toml_with("", p, &sets(&["run.steps"])).unwrap_err();
+        assert!(e.to_string().contains("section.key=value"), "{e}");
+        let e = TrainConfig::from_toml_with("", p, &sets(&["run.steps.x=1"])).unwrap_err();
+        assert!(e.is_user_error(), "{e}");
+        let e = TrainConfig::from_toml_str("[task]\nkind = \"pix2pix\"\n[model]\nfamily = \"mlp\"\n", p)
+            .unwrap_err();
+        assert!(e.to_string().contains("`model` is not a section of task \"pix2pix\""), "{e}");
+        let px = pix2pix_default();
+        assert!(!px.diffusion.enabled, "translation trains without diffusion unless asked");
+        let text = px.to_toml();
+        assert!(text.contains("[pix2pix.unet]") && !text.contains("[model"), "{text}");
+        assert_eq!(TrainConfig::from_toml_str(&text, p).unwrap(), px);
     }
 }

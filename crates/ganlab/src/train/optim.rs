@@ -30,16 +30,28 @@ pub enum LrSchedule {
     /// Cosine annealing from `lr` at step 0 to 0 at the run's last step
     /// (Loshchilov & Hutter 2017, one cycle, no restarts): lr·(1 + cos(π·step/steps))/2.
     Cosine,
+    /// `lr` until `decay_start`·steps, then linear decay towards 0: pix2pix/CycleGAN's
+    /// "linear" policy (pytorch-CycleGAN-and-pix2pix `networks.get_scheduler`, factor
+    /// 1 − max(0, epoch + 1 − n_epochs)/(n_epochs_decay + 1)), counted in steps instead of
+    /// epochs, so the last update runs at lr/(decay steps + 1), as the reference's last epoch.
+    Linear,
 }
 
 impl LrSchedule {
-    /// The factor multiplying `lr` for the update after `step` of `total` steps.
-    pub fn factor(self, step: u64, total: u64) -> f64 {
+    /// The factor multiplying `lr` for the update after `step` of `total` steps;
+    /// `decay_start` ∈ [0, 1] is the fraction of the run before a linear decay begins.
+    pub fn factor(self, step: u64, total: u64, decay_start: f64) -> f64 {
         match self {
             LrSchedule::Constant => 1.0,
             LrSchedule::Cosine => {
                 let frac = (step as f64 / total.max(1) as f64).min(1.0);
                 0.5 * (1.0 + (std::f64::consts::PI * frac).cos())
+            }
+            LrSchedule::Linear => {
+                let start = (decay_start * total as f64).round() as u64;
+                let decay = total.saturating_sub(start) as f64;
+                let into = (step + 1).saturating_sub(start) as f64;
+                (1.0 - into / (decay + 1.0)).max(0.0)
             }
         }
     }
@@ -65,6 +77,13 @@ pub struct OptimizerConfig {
     /// Learning-rate schedule over `run.steps`.
     #[serde(default)]
     pub schedule: LrSchedule,
+    /// `linear` schedule: fraction of `run.steps` at constant lr before the decay starts.
+    #[serde(default = "default_decay_start")]
+    pub decay_start: f64,
+}
+
+fn default_decay_start() -> f64 {
+    0.5
 }
 
 fn default_beta1() -> f64 {
@@ -87,6 +106,7 @@ impl OptimizerConfig {
             beta2: 0.999,
             eps: 1e-8,
             schedule: LrSchedule::Constant,
+            decay_start: 0.5,
         }
     }
 
@@ -99,11 +119,23 @@ impl OptimizerConfig {
             beta2: 0.99,
             eps: 1e-8,
             schedule: LrSchedule::Constant,
+            decay_start: 0.5,
         }
+    }
+
+    /// The factor multiplying `lr` for the update after `done` of `total` steps.
+    pub fn lr_factor(&self, done: u64, total: u64) -> f64 {
+        self.schedule.factor(done, total, self.decay_start)
     }
 
     /// Checks every field; `prefix` is the TOML section used in error messages.
     pub fn validate(&self, prefix: &str) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.decay_start) {
+            return Err(GanError::config(
+                format!("{prefix}.decay_start"),
+                format!("must be in [0, 1], got {}", self.decay_start),
+            ));
+        }
         if !(self.lr > 0.0 && self.lr < 10.0) {
             return Err(GanError::config(
                 format!("{prefix}.lr"),
@@ -191,6 +223,11 @@ impl FlatOptimizer {
         })
     }
 
+    /// The update rule and its settings.
+    pub fn config(&self) -> &OptimizerConfig {
+        &self.cfg
+    }
+
     /// The flat parameter buffer (every parameter is a view of it).
     pub fn flat(&self) -> &Tensor {
         &self.flat
@@ -265,17 +302,17 @@ impl FlatOptimizer {
         let _ = self.flat.clamp_(-c, c);
     }
 
-    /// Named state tensors for a checkpoint: the flat parameters and both moments.
-    pub fn state_tensors(&self, prefix: &str) -> Vec<(String, Tensor)> {
+    /// Named moment tensors for a checkpoint (the weights themselves are saved by name, by
+    /// the network group, as the one source of truth).
+    pub fn moment_tensors(&self, prefix: &str) -> Vec<(String, Tensor)> {
         vec![
-            (format!("{prefix}.params"), self.flat.detach().copy()),
             (format!("{prefix}.m"), self.m.copy()),
             (format!("{prefix}.v"), self.v.copy()),
         ]
     }
 
-    /// Restores parameters and moments saved by [`Self::state_tensors`] and the step count.
-    pub fn load_state(
+    /// Restores the moments saved by [`Self::moment_tensors`] and the step count.
+    pub fn load_moments(
         &mut self,
         prefix: &str,
         tensors: &[(String, Tensor)],
@@ -283,15 +320,11 @@ impl FlatOptimizer {
     ) -> Result<()> {
         let find = |name: &str| -> Result<&Tensor> {
             let key = format!("{prefix}.{name}");
-            super::checkpoint::named(tensors, &key)
+            crate::io::named(tensors, &key)
                 .ok_or_else(|| GanError::Input(format!("checkpoint lacks tensor `{key}`")))
         };
         let _guard = tch::no_grad_guard();
-        for (name, dst) in [
-            ("params", &mut self.flat),
-            ("m", &mut self.m),
-            ("v", &mut self.v),
-        ] {
+        for (name, dst) in [("m", &mut self.m), ("v", &mut self.v)] {
             let src = find(name)?;
             if src.size() != dst.size() {
                 return Err(GanError::Input(format!(
@@ -375,13 +408,20 @@ mod tests {
     #[test]
     fn cosine_schedule() {
         let c = LrSchedule::Cosine;
-        assert_eq!(c.factor(0, 100), 1.0);
-        assert!((c.factor(50, 100) - 0.5).abs() < 1e-15);
+        assert_eq!(c.factor(0, 100, 0.5), 1.0);
+        assert!((c.factor(50, 100, 0.5) - 0.5).abs() < 1e-15);
         let quarter = 0.5 * (1.0 + std::f64::consts::FRAC_1_SQRT_2);
-        assert!((c.factor(25, 100) - quarter).abs() < 1e-15);
-        assert!(c.factor(100, 100).abs() < 1e-15);
-        assert!(c.factor(150, 100).abs() < 1e-15);
-        assert_eq!(LrSchedule::Constant.factor(99, 100), 1.0);
+        assert!((c.factor(25, 100, 0.5) - quarter).abs() < 1e-15);
+        assert!(c.factor(100, 100, 0.5).abs() < 1e-15);
+        assert!(c.factor(150, 100, 0.5).abs() < 1e-15);
+        assert_eq!(LrSchedule::Constant.factor(99, 100, 0.5), 1.0);
+        // Linear, against the reference's epoch formula with n_epochs = n_epochs_decay = 100
+        // (one "epoch" per step): 1 − max(0, ep + 1 − 100)/101.
+        let l = LrSchedule::Linear;
+        for ep in [0u64, 50, 98, 99, 100, 150, 199] {
+            let want = 1.0 - (ep + 1).saturating_sub(100) as f64 / 101.0;
+            assert!((l.factor(ep, 200, 0.5) - want).abs() < 1e-15, "epoch {ep}");
+        }
         let p = Tensor::from_slice(&[0.0f32]).set_requires_grad(true);
         let mut opt =
             FlatOptimizer::new(OptimizerConfig::adam(0.1), vec![p.shallow_clone()]).unwrap();

@@ -66,12 +66,7 @@ pub fn describe(a: DescribeArgs) -> anyhow::Result<()> {
         // Networks: the first path component under the group.
         let mut nets: Vec<(String, i64)> = Vec::new();
         for l in &layers {
-            let net = l
-                .layer
-                .split('.')
-                .take(2)
-                .collect::<Vec<_>>()
-                .join(".");
+            let net = l.layer.split('.').take(2).collect::<Vec<_>>().join(".");
             match nets.iter_mut().find(|(n, _)| *n == net) {
                 Some((_, p)) => *p += l.params,
                 None => nets.push((net, l.params)),
@@ -91,7 +86,11 @@ pub fn describe(a: DescribeArgs) -> anyhow::Result<()> {
     }
     println!("task {} ({})", task.kind(), path.display());
     for g in task.groups().iter() {
-        println!("group {:<4} {:>14} parameters", g.name(), fmt_count(g.numel()));
+        println!(
+            "group {:<4} {:>14} parameters",
+            g.name(),
+            fmt_count(g.numel())
+        );
         if a.layers {
             for l in g.layers() {
                 let shapes: Vec<String> = l
@@ -129,16 +128,34 @@ fn fmt_count(n: i64) -> String {
 pub fn translate(a: TranslateArgs) -> anyhow::Result<()> {
     let run = Run::open(&a.run)?;
     let tr = run.translator()?;
-    let direction = a.direction.unwrap_or_else(|| tr.directions()[0].to_string());
+    let direction = a
+        .direction
+        .unwrap_or_else(|| tr.directions()[0].to_string());
     let [c, h, _] = tr.input_shape(&direction)?;
     let files = if a.input.is_dir() {
         image_files(&a.input)?
     } else if a.input.is_file() {
         vec![a.input.clone()]
     } else {
-        return Err(GanError::Input(format!("--input {}: no such file or folder", a.input.display())).into());
+        return Err(GanError::Input(format!(
+            "--input {}: no such file or folder",
+            a.input.display()
+        ))
+        .into());
     };
     ganlab::io::check_output_dir(&a.out)?;
+    let mut seen = std::collections::BTreeSet::new();
+    for p in &files {
+        let name = Path::new(p.file_name().unwrap_or_default()).with_extension("png");
+        if !seen.insert(name.clone()) {
+            return Err(GanError::Input(format!(
+                "--input: two inputs would both be written as {} (e.g. {}); rename one",
+                name.display(),
+                p.display()
+            ))
+            .into());
+        }
+    }
     // Every input is read and checked before anything is written.
     let inputs: Vec<(PathBuf, tch::Tensor)> = files
         .into_iter()
@@ -161,8 +178,12 @@ pub fn translate(a: TranslateArgs) -> anyhow::Result<()> {
             pairs.push(to_channels(y, cmax));
         }
     }
-    let grid = ganlab::data::grid(&tch::Tensor::cat(&pairs, 0), 8, 2)?;
-    ganlab::data::write_png(&a.out.join("grid.png"), &grid)?;
+    // The overview grid, unless an input is itself called grid.png (never overwrite an output).
+    let grid_path = a.out.join("grid.png");
+    if !grid_path.exists() {
+        let grid = ganlab::data::grid(&tch::Tensor::cat(&pairs, 0), 8, 2)?;
+        ganlab::data::write_png(&grid_path, &grid)?;
+    }
     println!(
         "translated {} image(s) ({direction}) with {} (step {}) into {}; grid.png: input | output pairs",
         inputs.len(),

@@ -275,3 +275,98 @@ fn conditional_sample_per_class() {
     assert!(!d.join("s25").exists());
     std::fs::remove_dir_all(d).unwrap();
 }
+
+/// `--set` overrides a field as the file would (and names a bad one); `describe` prints the
+/// published pix2pix's parameter counts; a pix2pix run trains on aligned pairs, `translate`
+/// writes one PNG per input and refuses a used output directory; `sample` on it says why not.
+#[test]
+fn set_describe_pix2pix_translate() {
+    let d = tmp("p2p");
+    std::fs::write(d.join("tiny.toml"), TINY).unwrap();
+    let o = ganlab(
+        &[
+            "train",
+            "tiny.toml",
+            "--out",
+            "r",
+            "--set",
+            "run.steps=4",
+            "--set",
+            "model.mlp.hidden=8",
+            "--quiet",
+        ],
+        &d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cfg = std::fs::read_to_string(d.join("r/config.toml")).unwrap();
+    assert!(
+        cfg.contains("steps = 4") && cfg.contains("hidden = 8"),
+        "{cfg}"
+    );
+    let o = ganlab(&["train", "tiny.toml", "--set", "run.batch_size=-1"], &d);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("run.batch_size"), "{}", stderr(&o));
+    let facades = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/pix2pix-facades.toml");
+    let o = ganlab(&["describe", facades.to_str().unwrap()], &d);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        out.contains("54,413,955") && out.contains("2,768,705"),
+        "{out}"
+    );
+    // Aligned pairs A|B, B = −A, written with ganlab's PNG writer.
+    let pairs = d.join("pairs/train");
+    std::fs::create_dir_all(&pairs).unwrap();
+    for i in 0..4 {
+        let a = tch::Tensor::rand([3, 32, 32], (tch::Kind::Float, tch::Device::Cpu)) * 2 - 1;
+        let ab = tch::Tensor::cat(&[&a, &(-&a)], 2);
+        ganlab::data::write_png(&pairs.join(format!("{i}.png")), &ab).unwrap();
+    }
+    let p2p = "[task]\nkind = \"pix2pix\"\n[run]\nsteps = 2\nbatch_size = 2\ndevice = \"cpu\"\n[pix2pix]\nprobes = 2\n[pix2pix.data]\ndir = \"pairs\"\nimage_size = 32\nload_size = 32\n[pix2pix.unet]\nngf = 4\n[pix2pix.patchgan]\nndf = 4\nn_layers = 2\n";
+    std::fs::write(d.join("p2p.toml"), p2p).unwrap();
+    let o = ganlab(&["train", "p2p.toml", "--out", "p", "--quiet"], &d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = ganlab(
+        &[
+            "translate",
+            "--run",
+            "p",
+            "--input",
+            "pairs/train",
+            "--out",
+            "t",
+        ],
+        &d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in ["0.png", "3.png", "grid.png"] {
+        assert!(d.join("t").join(f).is_file(), "{f}");
+    }
+    let y = ganlab::data::folder::load_image(&d.join("t/0.png")).unwrap();
+    assert_eq!(y.size(), vec![3, 32, 32]);
+    let o = ganlab(
+        &[
+            "translate",
+            "--run",
+            "p",
+            "--input",
+            "pairs/train",
+            "--out",
+            "t",
+        ],
+        &d,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a used output directory is refused"
+    );
+    let o = ganlab(&["sample", "--run", "p", "--out", "s"], &d);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("does not generate from noise"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_dir_all(d).unwrap();
+}

@@ -246,7 +246,11 @@ mod tests {
     fn layouts_and_errors() {
         let _rng = crate::test_rng_lock();
         let dir = tmp("layouts");
-        let (al, fa, fb) = (dir.join("train"), dir.join("f/trainA"), dir.join("f/trainB"));
+        let (al, fa, fb) = (
+            dir.join("train"),
+            dir.join("f/trainA"),
+            dir.join("f/trainB"),
+        );
         for d in [&al, &fa, &fb] {
             std::fs::create_dir_all(d).unwrap();
         }
@@ -280,7 +284,10 @@ mod tests {
         // Errors.
         std::fs::copy(fa.join("0.png"), fa.join("extra.png")).unwrap();
         let e = load_paired(&dir.join("f"), "train", PairedLayout::Folders, 8, 3, 3).unwrap_err();
-        assert!(e.to_string().contains("trainA/extra.png") && e.is_user_error(), "{e}");
+        assert!(
+            e.to_string().contains("trainA/extra.png") && e.is_user_error(),
+            "{e}"
+        );
         std::fs::remove_file(fa.join("extra.png")).unwrap();
         let small = Tensor::zeros([3, 4, 4], (Kind::Float, Device::Cpu));
         crate::data::write_png(&fb.join("1.png"), &small).unwrap();

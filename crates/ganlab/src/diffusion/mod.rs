@@ -303,7 +303,10 @@ impl Diffusion {
             .iter()
             .find(|t| !(0..=state.t_cur as i64).contains(*t))
         {
-            return bad("t_epl", format!("holds step {t} outside [0, T = {}]", state.t_cur));
+            return bad(
+                "t_epl",
+                format!("holds step {t} outside [0, T = {}]", state.t_cur),
+            );
         }
         if !(0.0..=1.0).contains(&state.p) {
             return bad("p", format!("must be in [0, 1], got {}", state.p));

@@ -8,9 +8,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{IoContext, Result};
-use crate::report::{d_outputs_curve, Report};
 use crate::io::write_atomic;
 use crate::progress::ProgressBar;
+use crate::report::{d_outputs_curve, Report};
 use crate::tasks::gan::{scatter_svg, Summary};
 use crate::train::{TrainConfig, Trainer};
 

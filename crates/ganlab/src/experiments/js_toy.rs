@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::diffusion::{alphas_bar, BetaSchedule};
 use crate::error::{IoContext, Result};
-use crate::report::{LinePlot, Report, Series};
 use crate::io::write_atomic;
+use crate::report::{LinePlot, Report, Series};
 
 /// Settings of the experiment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{GanError, Result};
+use crate::io::write_atomic;
 use crate::refine::run::{refine_run, write_outputs, KernelSpace, Quality, RunOptions};
 use crate::refine::{Condition, RefineConfig};
-use crate::io::write_atomic;
 use crate::train::{TrainConfig, Trainer};
 
 /// Built-in experiment configs: (experiment name, TOML text).

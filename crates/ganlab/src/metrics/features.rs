@@ -7,8 +7,8 @@ use std::path::Path;
 use tch::{Kind, Tensor};
 
 use crate::error::{GanError, IoContext, Result};
-use crate::rng::SplitMix64;
 use crate::io::{named, write_safetensors_atomic};
+use crate::rng::SplitMix64;
 
 /// Mean and covariance of a feature set: all FID needs, and what is cached for real data.
 #[derive(Debug)]

@@ -85,7 +85,12 @@ impl UnetConfig {
         let n = self.downs(image_size);
         let ngf = self.ngf;
         // (outer, inner) widths from the outermost block inwards.
-        let mut widths = vec![(c_out, ngf), (ngf, 2 * ngf), (2 * ngf, 4 * ngf), (4 * ngf, 8 * ngf)];
+        let mut widths = vec![
+            (c_out, ngf),
+            (ngf, 2 * ngf),
+            (2 * ngf, 4 * ngf),
+            (4 * ngf, 8 * ngf),
+        ];
         widths.extend((4..n).map(|_| (8 * ngf, 8 * ngf)));
         let mut blocks = Vec::new();
         for (i, &(outer, inner)) in widths.iter().enumerate() {
@@ -205,7 +210,10 @@ impl UnetGenerator {
         if outermost {
             return h.tanh();
         }
-        let h = b.up_norm.as_ref().map_or(h.shallow_clone(), |n| n.forward_t(&h, train));
+        let h = b
+            .up_norm
+            .as_ref()
+            .map_or(h.shallow_clone(), |n| n.forward_t(&h, train));
         let h = if b.dropout { h.dropout(0.5, train) } else { h };
         Tensor::cat(&[x, &h], 1)
     }

@@ -347,7 +347,9 @@ impl GanTask {
             c.as_ref(),
         );
         let (yg, t) = self.diffusion.augment(&[&xg])?;
-        let loss_g = self.objective.g_loss(&self.d.forward_c(&yg, &t, c.as_ref()));
+        let loss_g = self
+            .objective
+            .g_loss(&self.d.forward_c(&yg, &t, c.as_ref()));
         let opt = self.groups.get_mut("g").opt_mut();
         opt.zero_grad();
         loss_g.backward();
@@ -393,7 +395,12 @@ impl Task for GanTask {
         let loss_g = self.train_g();
         self.groups.get("d").opt().set_requires_grad(true);
         let loss_g = loss_g?;
-        let mean = |t: &Tensor| self.objective.d_score(t).mean(Kind::Float).double_value(&[]);
+        let mean = |t: &Tensor| {
+            self.objective
+                .d_score(t)
+                .mean(Kind::Float)
+                .double_value(&[])
+        };
         Ok(Scalars::new()
             .with("loss_d", loss_d.double_value(&[]))
             .with("loss_g", loss_g.double_value(&[]))

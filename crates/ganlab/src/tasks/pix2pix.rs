@@ -148,7 +148,10 @@ impl Pix2pixConfig {
     pub fn validate(&self, prefix: &str) -> Result<()> {
         let err = |f: &str, m: String| Err(GanError::config(format!("{prefix}.{f}"), m));
         if !(0.0..=1e6).contains(&self.lambda_l1) {
-            return err("lambda_l1", format!("must be in [0, 1e6], got {}", self.lambda_l1));
+            return err(
+                "lambda_l1",
+                format!("must be in [0, 1e6], got {}", self.lambda_l1),
+            );
         }
         if self.gan_loss == GanLoss::None && self.lambda_l1 == 0.0 {
             return err("lambda_l1", "must be > 0 when gan_loss = \"none\"".into());
@@ -183,12 +186,16 @@ impl Pix2pixConfig {
             }
         }
         if !["a2b", "b2a"].contains(&d.direction.as_str()) {
-            return err("data.direction", format!("must be a2b or b2a, got {:?}", d.direction));
+            return err(
+                "data.direction",
+                format!("must be a2b or b2a, got {:?}", d.direction),
+            );
         }
         if d.split.is_empty() || d.split.contains(['/', '\\']) {
             return err("data.split", "must be a folder name such as train".into());
         }
-        self.unet.validate(&format!("{prefix}.unet"), d.image_size)?;
+        self.unet
+            .validate(&format!("{prefix}.unet"), d.image_size)?;
         self.patchgan
             .validate(&format!("{prefix}.patchgan"), d.image_size)?;
         self.optim.g.validate(&format!("{prefix}.optim.g"))?;
@@ -346,7 +353,10 @@ impl Pix2pix {
             let t = b.narrow(0, start, len).to_device(self.device);
             total += (y - t).abs().sum(Kind::Double).double_value(&[]);
         }
-        Some((total / (n * b.size()[1..].iter().product::<i64>()) as f64, n))
+        Some((
+            total / (n * b.size()[1..].iter().product::<i64>()) as f64,
+            n,
+        ))
     }
 }
 
@@ -388,7 +398,11 @@ impl Task for Pix2pix {
             opt.step();
             let pred_real = pred_real.detach();
             // The controller's r_d: the share of real patches D calls real, per image.
-            let centre = if p.gan_loss == GanLoss::Lsgan { 0.5 } else { 0.0 };
+            let centre = if p.gan_loss == GanLoss::Lsgan {
+                0.5
+            } else {
+                0.0
+            };
             let signs = (pred_real.mean_dim(&[1i64, 2, 3][..], false, Kind::Float) - centre)
                 .sign()
                 .sum(Kind::Float)
@@ -469,7 +483,12 @@ impl Task for Pix2pix {
 
     fn status(&self, s: &Scalars) -> String {
         let v = |k| s.get(k).unwrap_or(f64::NAN);
-        format!("loss_g={:.3} l1={:.4} loss_d={:.3}", v("loss_g"), v("loss_g_l1"), v("loss_d"))
+        format!(
+            "loss_g={:.3} l1={:.4} loss_d={:.3}",
+            v("loss_g"),
+            v("loss_g_l1"),
+            v("loss_d")
+        )
     }
 
     fn curves(&self) -> Vec<Curve> {
@@ -506,8 +525,7 @@ impl Task for Pix2pix {
             crate::data::write_png(&dir.join("samples.png"), &grid)?;
             sections.push(Section {
                 heading: "Translations (input | output | target)".into(),
-                html: "<img src=\"samples.png\" alt=\"probe pairs: input, output, target\">"
-                    .into(),
+                html: "<img src=\"samples.png\" alt=\"probe pairs: input, output, target\">".into(),
             });
         }
         Ok(Outputs { summary, sections })

@@ -45,7 +45,10 @@ fn networks_match_the_reference_implementation() {
         cfg.pix2pix.data.load_size = 0;
         cfg.pix2pix.unet.num_downs = 0;
         let task = Pix2pix::new(&cfg, Mode::Inference).unwrap();
-        for (group, key) in [("g", format!("unet_{size}")), ("d", format!("patchgan_{size}"))] {
+        for (group, key) in [
+            ("g", format!("unet_{size}")),
+            ("d", format!("patchgan_{size}")),
+        ] {
             let (n, shapes) = summary(task.groups().get(group));
             let w = &want[&key];
             assert_eq!(n, w["params"].as_i64().unwrap(), "{key}: parameter count");
@@ -70,7 +73,8 @@ fn write_pairs(dir: &Path, split: &str, n: i64, size: i64) {
 }
 
 fn tiny(data: &Path, steps: u64) -> TrainConfig {
-    let mut cfg = TrainConfig::from_toml_str("[task]\nkind = \"pix2pix\"\n", Path::new("t")).unwrap();
+    let mut cfg =
+        TrainConfig::from_toml_str("[task]\nkind = \"pix2pix\"\n", Path::new("t")).unwrap();
     cfg.run.steps = steps;
     cfg.run.batch_size = 4;
     cfg.run.log_every = 1;
@@ -107,18 +111,37 @@ fn trains_resumes_and_translates() {
     let (a, b) = (tmp("full"), tmp("half"));
     let mut full = Trainer::new(tiny(&data, 6), &a).unwrap();
     let s = full.run(&mut Silent).unwrap();
-    for f in ["samples/step-0000003.png", "samples.png", "report.html", "eval.jsonl"] {
+    for f in [
+        "samples/step-0000003.png",
+        "samples.png",
+        "report.html",
+        "eval.jsonl",
+    ] {
         assert!(a.join(f).is_file(), "{f} missing");
     }
     assert!(s["test_l1"].as_f64().unwrap().is_finite() && s["test_pairs"] == 3);
     assert_eq!(full.evals().len(), 2);
     let row = &full.rows()[0];
-    for k in ["loss_d", "loss_g_gan", "loss_g_l1", "loss_g", "d_real", "d_fake"] {
+    for k in [
+        "loss_d",
+        "loss_g_gan",
+        "loss_g_l1",
+        "loss_g",
+        "d_real",
+        "d_fake",
+    ] {
         assert!(row.get(k).is_finite(), "{k} logged");
     }
     let grid = crate::data::folder::load_image(&a.join("samples.png")).unwrap();
-    assert_eq!(grid.size(), vec![3, 3 * 34 + 2, 3 * 34 + 2], "3 probes × (input, output, target)");
-    Trainer::new(tiny(&data, 3), &b).unwrap().run(&mut Silent).unwrap();
+    assert_eq!(
+        grid.size(),
+        vec![3, 3 * 34 + 2, 3 * 34 + 2],
+        "3 probes × (input, output, target)"
+    );
+    Trainer::new(tiny(&data, 3), &b)
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
     let mut r = Trainer::resume(&b, Some(6), None).unwrap();
     r.run(&mut Silent).unwrap();
     for ((k, x), (_, y)) in full.weights().iter().zip(r.weights()) {
@@ -170,7 +193,11 @@ fn l1_unet_learns_a_known_mapping() {
     cfg.pix2pix.unet.dropout = false;
     cfg.pix2pix.optim.g.lr = 2e-3;
     let dir = tmp("learn-run");
-    let before = Pix2pix::new(&cfg, Mode::Train).unwrap().test_l1().unwrap().0;
+    let before = Pix2pix::new(&cfg, Mode::Train)
+        .unwrap()
+        .test_l1()
+        .unwrap()
+        .0;
     let mut t = Trainer::new(cfg, &dir).unwrap();
     let s = t.run(&mut Silent).unwrap();
     let after = s["test_l1"].as_f64().unwrap();

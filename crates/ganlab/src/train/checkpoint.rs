@@ -193,8 +193,13 @@ mod tests {
             "step": 7, "tensors": "step-7.safetensors", "opt_g_steps": 7, "opt_d_steps": 9,
             "diffusion": d.state(), "version": "0.1.0"
         });
-        let st = serde_json::from_value::<CheckpointState>(old).unwrap().migrate();
-        assert_eq!(st.optim_steps, [("d".to_string(), 9), ("g".to_string(), 7)].into());
+        let st = serde_json::from_value::<CheckpointState>(old)
+            .unwrap()
+            .migrate();
+        assert_eq!(
+            st.optim_steps,
+            [("d".to_string(), 9), ("g".to_string(), 7)].into()
+        );
         let back: DiffusionState = serde_json::from_value(st.task["diffusion"].clone()).unwrap();
         assert_eq!(&back, d.state());
         let text = serde_json::to_string(&st).unwrap();

@@ -334,9 +334,9 @@ impl Default for TrainConfig {
 /// (`run.device=cpu`); tables on the path are created as needed.
 pub fn apply_overrides(table: &mut toml::Table, sets: &[String]) -> Result<()> {
     for set in sets {
-        let (key, value) = set.split_once('=').ok_or_else(|| {
-            GanError::Input(format!("--set {set:?}: expected section.key=value"))
-        })?;
+        let (key, value) = set
+            .split_once('=')
+            .ok_or_else(|| GanError::Input(format!("--set {set:?}: expected section.key=value")))?;
         let path: Vec<&str> = key.trim().split('.').collect();
         if path.iter().any(|p| p.is_empty()) {
             return Err(GanError::Input(format!(
@@ -471,7 +471,11 @@ impl TrainConfig {
 
     /// The built-in default (`ganlab train` without a config) after `--set` overrides.
     pub fn default_with(sets: &[String]) -> Result<Self> {
-        Self::from_toml_with(&Self::default().to_toml(), Path::new("<built-in default>"), sets)
+        Self::from_toml_with(
+            &Self::default().to_toml(),
+            Path::new("<built-in default>"),
+            sets,
+        )
     }
 
     /// The config as TOML: the shared sections and the chosen task's, every default written
@@ -682,7 +686,10 @@ mod shipped_configs {
     fn config_reference_matches_default() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/CONFIG.md");
         let doc = std::fs::read_to_string(&path).unwrap();
-        let want = [TrainConfig::default().to_toml(), pix2pix_default().to_toml()];
+        let want = [
+            TrainConfig::default().to_toml(),
+            pix2pix_default().to_toml(),
+        ];
         let mut parts: Vec<String> = doc.split("```toml\n").map(str::to_string).collect();
         assert!(parts.len() >= 3, "two toml blocks in docs/CONFIG.md");
         if std::env::var_os("GANLAB_UPDATE_DOCS").is_some() {
@@ -708,7 +715,12 @@ mod shipped_configs {
         let cfg = TrainConfig::from_toml_with(
             "[run]\nsteps = 5\n",
             p,
-            &sets(&["run.steps=7", "run.device=cpu", "diffusion.enabled=false", "model.mlp.hidden=8"]),
+            &sets(&[
+                "run.steps=7",
+                "run.device=cpu",
+                "diffusion.enabled=false",
+                "model.mlp.hidden=8",
+            ]),
         )
         .unwrap();
         assert_eq!((cfg.run.steps, cfg.run.device.as_str()), (7, "cpu"));
@@ -721,13 +733,26 @@ mod shipped_configs {
         assert!(e.to_string().contains("section.key=value"), "{e}");
         let e = TrainConfig::from_toml_with("", p, &sets(&["run.steps.x=1"])).unwrap_err();
         assert!(e.is_user_error(), "{e}");
-        let e = TrainConfig::from_toml_str("[task]\nkind = \"pix2pix\"\n[model]\nfamily = \"mlp\"\n", p)
-            .unwrap_err();
-        assert!(e.to_string().contains("`model` is not a section of task \"pix2pix\""), "{e}");
+        let e = TrainConfig::from_toml_str(
+            "[task]\nkind = \"pix2pix\"\n[model]\nfamily = \"mlp\"\n",
+            p,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("`model` is not a section of task \"pix2pix\""),
+            "{e}"
+        );
         let px = pix2pix_default();
-        assert!(!px.diffusion.enabled, "translation trains without diffusion unless asked");
+        assert!(
+            !px.diffusion.enabled,
+            "translation trains without diffusion unless asked"
+        );
         let text = px.to_toml();
-        assert!(text.contains("[pix2pix.unet]") && !text.contains("[model"), "{text}");
+        assert!(
+            text.contains("[pix2pix.unet]") && !text.contains("[model"),
+            "{text}"
+        );
         assert_eq!(TrainConfig::from_toml_str(&text, p).unwrap(), px);
     }
 }

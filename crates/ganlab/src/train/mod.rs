@@ -27,8 +27,7 @@ use std::time::Instant;
 use tch::Device;
 
 pub use config::{
-    DataConfig, DataSource, ModelConfig, ModelFamily, OptimConfig, RunConfig, TaskKind,
-    TrainConfig,
+    DataConfig, DataSource, ModelConfig, ModelFamily, OptimConfig, RunConfig, TaskKind, TrainConfig,
 };
 pub use log::{LogRow, Scalars};
 pub use optim::{FlatOptimizer, LrSchedule, OptimizerConfig, OptimizerKind};
@@ -213,8 +212,11 @@ impl Trainer {
     /// Writes a checkpoint for the current step.
     pub fn save_checkpoint(&self) -> Result<()> {
         let groups = self.task.groups();
-        let state =
-            checkpoint::CheckpointState::new(self.step, groups.optimizer_steps(), self.task.state()?);
+        let state = checkpoint::CheckpointState::new(
+            self.step,
+            groups.optimizer_steps(),
+            self.task.state()?,
+        );
         checkpoint::save(
             &self.dir.join("checkpoints"),
             &state,
@@ -238,7 +240,11 @@ impl Trainer {
     /// [`GanError::NonFinite`], leaving the last good checkpoint in place.
     pub fn run(&mut self, progress: &mut dyn Progress) -> Result<serde_json::Value> {
         let total = self.cfg.run.steps;
-        let tb = self.cfg.run.tensorboard.then(|| self.dir.join("tensorboard"));
+        let tb = self
+            .cfg
+            .run
+            .tensorboard
+            .then(|| self.dir.join("tensorboard"));
         let mut sinks = log::Sinks::open(&self.dir.join("metrics.jsonl"), tb.as_deref())?;
         let mut eval_log = log::JsonlLog::append(&self.dir.join("eval.jsonl"))?;
         let r = &self.cfg.run;

@@ -78,7 +78,10 @@ fn resume_equals_uninterrupted() {
     let mut resumed = Trainer::resume(&b, Some(20), None).unwrap();
     assert_eq!(resumed.step(), 10);
     resumed.run(&mut Silent).unwrap();
-    assert_eq!(full.task().state().unwrap(), resumed.task().state().unwrap());
+    assert_eq!(
+        full.task().state().unwrap(),
+        resumed.task().state().unwrap()
+    );
     for ((ka, ta), (kb, tb)) in full.weights().iter().zip(resumed.weights()) {
         assert_eq!(ka, &kb);
         assert!(ta.equal(&tb), "{ka} differs after resume");
@@ -90,7 +93,10 @@ fn resume_equals_uninterrupted() {
     let ea: Vec<u64> = full.evals().iter().map(|r| r.step).collect();
     let eb: Vec<u64> = resumed.evals().iter().map(|r| r.step).collect();
     assert_eq!((ea.clone(), eb), (vec![5, 10, 15, 20], ea));
-    assert!(full.rows().iter().any(|s| s.get("T") > 5.0 || s.get("r_d").is_finite()));
+    assert!(full
+        .rows()
+        .iter()
+        .any(|s| s.get("T") > 5.0 || s.get("r_d").is_finite()));
     for d in [a, b] {
         std::fs::remove_dir_all(d).unwrap();
     }
@@ -390,8 +396,7 @@ fn ema_of_generator() {
     let mut r = Trainer::resume(&dir, None, None).unwrap();
     assert!(r.task().groups().get("g").ema().unwrap().equal(&got));
     r.train_step().unwrap();
-    let e =
-        TrainConfig::from_toml_str("[run]\nema_beta = 1.0\n", Path::new("x.toml")).unwrap_err();
+    let e = TrainConfig::from_toml_str("[run]\nema_beta = 1.0\n", Path::new("x.toml")).unwrap_err();
     assert!(e.to_string().contains("run.ema_beta"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -426,8 +431,7 @@ fn run_directory_layout() {
         assert!(v.get(k).is_some(), "{k} missing in metrics.jsonl");
     }
     let sum: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
     assert_eq!(sum["modes_covered"], s["modes_covered"]);
     let typed = crate::tasks::gan::Summary::from_value(s).unwrap();
     assert_eq!(typed.steps, 6);
@@ -471,7 +475,10 @@ fn pre_task_run_directory_resumes() {
     let mut r = Trainer::resume(&b, Some(10), None).unwrap();
     r.run(&mut Silent).unwrap();
     for ((k, x), (_, y)) in full.weights().iter().zip(r.weights()) {
-        assert!(x.equal(&y), "{k} differs after resuming an old run directory");
+        assert!(
+            x.equal(&y),
+            "{k} differs after resuming an old run directory"
+        );
     }
     // --device cuda:0 and cuda are one device; cpu vs another device is refused.
     assert!(crate::device::same_device("cuda", "cuda:0").unwrap());
@@ -498,7 +505,11 @@ fn ada_kimg_counts_images_seen_by_d() {
     let mut t = Trainer::new(cfg, &dir).unwrap();
     let ps: Vec<f64> = (0..4).map(|_| t.train_step().unwrap().get("p")).collect();
     let step = 3.0 * 32.0 * 4.0 / (100.0 * 1000.0);
-    assert_eq!(&ps[..3], &[0.0, 0.0, 0.0], "no update before ada_interval steps");
+    assert_eq!(
+        &ps[..3],
+        &[0.0, 0.0, 0.0],
+        "no update before ada_interval steps"
+    );
     assert!((ps[3] - step).abs() < 1e-12, "p = {}, want {step}", ps[3]);
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -1,7 +1,8 @@
-//! Progress reporting: a terminal bar with rate and ETA (redrawn in place on a TTY, one
-//! line every 10% otherwise, e.g. in CI logs).
+//! Progress reporting for every long job (training, feature extraction, experiments): on a
+//! terminal a live `indicatif` bar with rate, ETA and the job's key scalars; otherwise (CI
+//! logs, files) one plain line every 10%.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::time::Instant;
 
 /// Receives progress from long loops.
@@ -20,27 +21,40 @@ impl Progress for Silent {
     fn update(&mut self, _: u64, _: u64, _: &str) {}
 }
 
-/// A progress bar on stderr.
+/// A progress bar on stderr (see module docs).
 #[derive(Debug)]
 pub struct ProgressBar {
     label: String,
     start: Instant,
     start_done: Option<u64>,
-    last_draw: Option<Instant>,
     last_decile: u64,
-    tty: bool,
+    bar: Option<indicatif::ProgressBar>,
 }
 
 impl ProgressBar {
-    /// A bar labelled `label`.
+    /// A bar labelled `label`: live on a terminal, plain lines otherwise.
     pub fn new(label: &str) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = indicatif::ProgressBar::with_draw_target(
+                None,
+                indicatif::ProgressDrawTarget::stderr_with_hz(10),
+            );
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{prefix} [{bar:24}] {pos}/{len} {per_sec} ETA {eta} {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            b.set_prefix(label.to_string());
+            b
+        });
         Self {
             label: label.into(),
             start: Instant::now(),
             start_done: None,
-            last_draw: None,
             last_decile: 0,
-            tty: std::io::stderr().is_terminal(),
+            bar,
         }
     }
 }
@@ -58,6 +72,17 @@ pub fn format_duration(secs: f64) -> String {
 impl Progress for ProgressBar {
     fn update(&mut self, done: u64, total: u64, status: &str) {
         let first = *self.start_done.get_or_insert(done.saturating_sub(1));
+        if let Some(b) = &self.bar {
+            if b.length() != Some(total) {
+                b.set_length(total);
+                // A resumed job starts part-way: the rate counts this process's work only.
+                b.set_position(first);
+                b.reset_eta();
+            }
+            b.set_position(done);
+            b.set_message(status.to_string());
+            return;
+        }
         let elapsed = self.start.elapsed().as_secs_f64();
         let rate = (done - first) as f64 / elapsed.max(1e-9);
         let eta = if rate > 0.0 {
@@ -66,45 +91,22 @@ impl Progress for ProgressBar {
             f64::NAN
         };
         let frac = done as f64 / total.max(1) as f64;
-        if self.tty {
-            let now = Instant::now();
-            if done < total
-                && self
-                    .last_draw
-                    .is_some_and(|t| now.duration_since(t).as_millis() < 100)
-            {
-                return;
-            }
-            self.last_draw = Some(now);
-            let width = 24;
-            let filled = (frac * width as f64) as usize;
-            let bar: String = "=".repeat(filled)
-                + if filled < width { ">" } else { "" }
-                + &" ".repeat(width.saturating_sub(filled + 1));
-            eprint!(
-                "\r\x1b[2K{} [{bar}] {done}/{total} {rate:.1} it/s ETA {} {status}",
+        let decile = (frac * 10.0).floor() as u64;
+        if decile > self.last_decile || done == total {
+            self.last_decile = decile;
+            eprintln!(
+                "{} {done}/{total} ({:.0}%) {rate:.1} it/s elapsed {} ETA {} {status}",
                 self.label,
+                frac * 100.0,
+                format_duration(elapsed),
                 format_duration(eta)
             );
-            let _ = std::io::stderr().flush();
-        } else {
-            let decile = (frac * 10.0).floor() as u64;
-            if decile > self.last_decile || done == total {
-                self.last_decile = decile;
-                eprintln!(
-                    "{} {done}/{total} ({:.0}%) {rate:.1} it/s elapsed {} ETA {} {status}",
-                    self.label,
-                    frac * 100.0,
-                    format_duration(elapsed),
-                    format_duration(eta)
-                );
-            }
         }
     }
 
     fn finish(&mut self) {
-        if self.tty {
-            eprintln!();
+        if let Some(b) = &self.bar {
+            b.finish();
         }
     }
 }

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 # parity fixture script; the benchmark runs exactly that.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures"))
 from extractor_reference import images, inception_input  # noqa: E402
+from pix2pix_reference import n_layer_d, unet  # noqa: E402
 
 
 def mlp(i, o, hidden=128, layers=2, slope=0.2):
@@ -274,7 +275,53 @@ def inception_features(args):
     return step, 10
 
 
+def pix2pix64_step(args):
+    """One pix2pix step as the reference implementation's pix2pix_model.py (and ganlab's task):
+    64 px RGB pairs, batch 1, U-Net (ngf 64, 6 downs, BN, dropout) and 70x70 PatchGAN (ndf 64) on
+    cat(A, B), D first with 0.5 (BCE(real, 1) + BCE(fake, 0)), then G with D frozen,
+    BCE(D(A, G(A)), 1) + 100 L1; Adam 2e-4 / (0.5, 0.999); 256 fixed random pairs."""
+    G, D = unet(3, 3, 6), n_layer_d(6)
+    for m in list(G.modules()) + list(D.modules()):
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+    og = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
+    od = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
+    A = torch.rand(256, 3, 64, 64) * 2 - 1
+    B = torch.rand(256, 3, 64, 64) * 2 - 1
+
+    def step():
+        i = torch.randint(0, 256, (1,))
+        a, b = A[i], B[i]
+        fake = G(a)
+        pf = D(torch.cat([a, fake.detach()], 1))
+        pr = D(torch.cat([a, b], 1))
+        ld = 0.5 * (F.binary_cross_entropy_with_logits(pf, torch.zeros_like(pf))
+                    + F.binary_cross_entropy_with_logits(pr, torch.ones_like(pr)))
+        od.zero_grad()
+        ld.backward()
+        od.step()
+        D.requires_grad_(False)
+        pg = D(torch.cat([a, fake], 1))
+        lg_gan = F.binary_cross_entropy_with_logits(pg, torch.ones_like(pg))
+        l1 = (fake - b).abs().mean()
+        lg = lg_gan + 100 * l1
+        og.zero_grad()
+        lg.backward()
+        og.step()
+        D.requires_grad_(True)
+        return (ld.item(), lg_gan.item(), l1.item(), lg.item(), pr.detach().sigmoid().mean().item(),
+                pf.detach().sigmoid().mean().item())
+
+    return step, 1
+
+
 WORKLOADS = {
+    "pix2pix64_step": pix2pix64_step,
     "mlp_gan": lambda a: mlp_gan(a, False),
     "mlp_diffusion_gan": lambda a: mlp_gan(a, True),
     "sample_mlp": sample_mlp,

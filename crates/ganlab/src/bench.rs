@@ -22,6 +22,7 @@ pub const WORKLOADS: &[&str] = &[
     "sngan32_gan",
     "diffusion_noise",
     "inception_features",
+    "pix2pix64_step",
 ];
 
 /// Calls per timed block for `workload` (about one second each on 2 CPU cores).
@@ -32,6 +33,7 @@ pub fn default_iters(workload: &str) -> usize {
         "dcgan32_gan" => 10,
         "dcgan64_gan" => 3,
         "sngan32_gan" => 2,
+        "pix2pix64_step" => 10,
         "diffusion_noise" => 200,
         _ => 300,
     }
@@ -41,6 +43,7 @@ pub fn default_iters(workload: &str) -> usize {
 pub fn default_warmup(workload: &str) -> usize {
     match workload {
         "inception_features" | "dcgan64_gan" | "sngan32_gan" => 1,
+        "pix2pix64_step" => 3,
         "dcgan32_gan" => 3,
         _ => 50,
     }
@@ -176,6 +179,27 @@ pub fn run(workload: &str, p: Protocol) -> Result<Measurement> {
             let data = Box::new(crate::data::TensorSampler::new(images)?);
             let task = crate::tasks::gan::GanTask::with_sampler(&cfg, data)?;
             let mut t = Trainer::with_task(cfg, &scratch.0, Box::new(task))?;
+            Box::new(move || t.train_step().map(|_| 1.0))
+        }
+        "pix2pix64_step" => {
+            // pix2pix at 64 px as in bench/pytorch_ref.py: batch 1, U-Net ngf 64 (6 downs),
+            // PatchGAN ndf 64, vanilla loss + 100·L1, Adam 2e-4; 256 random pairs written as
+            // aligned PNGs (no crop, no flip).
+            let data = scratch.0.join("pairs/train");
+            crate::error::IoContext::at(std::fs::create_dir_all(&data), &data)?;
+            tch::manual_seed(0);
+            for i in 0..256 {
+                let ab =
+                    tch::Tensor::rand([3, 64, 128], (tch::Kind::Float, tch::Device::Cpu)) * 2 - 1;
+                crate::data::write_png(&data.join(format!("{i:03}.png")), &ab)?;
+            }
+            let mut cfg = TrainConfig::from_toml_str(
+                "[task]\nkind = \"pix2pix\"\n[run]\nbatch_size = 1\ndevice = \"cpu\"\n[pix2pix.data]\nload_size = 64\nflip = false\n",
+                std::path::Path::new("pix2pix64_step"),
+            )?;
+            cfg.pix2pix.data.dir = scratch.0.join("pairs");
+            cfg.run.steps = 100_000_000;
+            let mut t = Trainer::new(cfg, &scratch.0.join("run"))?;
             Box::new(move || t.train_step().map(|_| 1.0))
         }
         "diffusion_noise" => {

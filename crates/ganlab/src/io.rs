@@ -42,12 +42,7 @@ fn tmp_path(path: &Path) -> PathBuf {
 /// Creates the output directory `dir`; refuses a non-empty existing one (nothing a user
 /// wrote is overwritten).
 pub fn create_output_dir(dir: &Path) -> Result<()> {
-    if dir.exists() && std::fs::read_dir(dir).at(dir)?.next().is_some() {
-        return Err(GanError::Input(format!(
-            "output directory {} already exists and is not empty; choose a new one",
-            dir.display()
-        )));
-    }
+    check_output_dir(dir)?;
     std::fs::create_dir_all(dir).at(dir)
 }
 

@@ -118,31 +118,33 @@ impl UnetConfig {
     }
 }
 
+/// The reference's weight init, N(0, 0.02) (`init_weights('normal', 0.02)`).
+const N002: Init = Init::Randn {
+    mean: 0.0,
+    stdev: 0.02,
+};
+
 /// Conv4 s2 p1, N(0, 0.02) weights, optional zero bias.
 pub(crate) fn conv_cfg(bias: bool) -> nn::ConvConfig {
     nn::ConvConfig {
         stride: 2,
         padding: 1,
         bias,
-        ws_init: Init::Randn {
-            mean: 0.0,
-            stdev: 0.02,
-        },
+        ws_init: N002,
         bs_init: Init::Const(0.0),
         ..Default::default()
     }
 }
 
+/// ConvTranspose4 s2 p1, as [`conv_cfg`].
 fn convt_cfg(bias: bool) -> nn::ConvTransposeConfig {
+    let c = conv_cfg(bias);
     nn::ConvTransposeConfig {
-        stride: 2,
-        padding: 1,
+        stride: c.stride,
+        padding: c.padding,
         bias,
-        ws_init: Init::Randn {
-            mean: 0.0,
-            stdev: 0.02,
-        },
-        bs_init: Init::Const(0.0),
+        ws_init: c.ws_init,
+        bs_init: c.bs_init,
         ..Default::default()
     }
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod bench_cmd;
+mod data_cmd;
 mod translate_cmd;
 
 use anyhow::Context;
@@ -50,6 +51,9 @@ enum Command {
     },
     /// Print each network of a config (or of a run's config): layers, shapes, parameter counts.
     Describe(translate_cmd::DescribeArgs),
+    /// Render paired SVGs to PNGs in the paired-folder layout (used by scripts/fetch-data).
+    #[command(hide = true)]
+    Rasterize(data_cmd::RasterizeArgs),
     /// Translate images with a trained translation run (pix2pix): one PNG per input.
     Translate(translate_cmd::TranslateArgs),
     /// Draw samples from a trained run: samples.npy, plus a scatter plot (2-D) or PNGs in
@@ -509,6 +513,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(a) => eval(a),
         Command::Describe(a) => translate_cmd::describe(a),
         Command::Translate(a) => translate_cmd::translate(a),
+        Command::Rasterize(a) => data_cmd::run(a),
         Command::Refine(a) => refine(a),
         Command::Bench(b) => {
             let workloads = if b.only.is_empty() {

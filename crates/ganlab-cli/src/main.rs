@@ -105,7 +105,8 @@ enum Command {
     /// Time workloads in ganlab and in PyTorch (bench/pytorch_ref.py) in one sitting.
     Bench(BenchArgs),
     /// Reproduce a seed claim: gaussians25 (Fig. 5), js-toy (Fig. 2), refine-gaussians25 and
-    /// refine-mnist (latent refinement, all methods at equal budget).
+    /// refine-mnist (latent refinement, all methods at equal budget), pix2pix-openmoji
+    /// (pix2pix vs an L1-only U-Net on line art → colour).
     Experiment {
         /// Experiment name.
         name: String,
@@ -594,6 +595,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     let rows = gaussians25::run(&base, &dir, !quiet)?;
                     println!("{}", gaussians25::table_markdown(&rows));
                     println!("figure: {}", dir.join("figure.svg").display());
+                    Ok(())
+                }
+                "pix2pix-openmoji" => {
+                    let base = overrides
+                        .load(config.as_deref(), ganlab::experiments::pix2pix::built_in)?;
+                    ganlab::io::create_output_dir(&dir)?;
+                    let rows =
+                        ganlab::experiments::pix2pix::run(&base, &dir, &data_dir(data), !quiet)?;
+                    println!("{}", ganlab::experiments::pix2pix::table_markdown(&rows));
+                    println!(
+                        "grid (input | L1 | pix2pix | target): {}",
+                        dir.join("grid.png").display()
+                    );
                     Ok(())
                 }
                 "js-toy" => {

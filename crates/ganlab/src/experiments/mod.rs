@@ -2,12 +2,14 @@
 
 pub mod gaussians25;
 pub mod js_toy;
+pub mod pix2pix;
 pub mod refine;
 
 /// Names accepted by `ganlab experiment`.
 pub const NAMES: &[&str] = &[
     "gaussians25",
     "js-toy",
+    "pix2pix-openmoji",
     "refine-gaussians25",
     "refine-mnist",
 ];

@@ -340,11 +340,25 @@ def main():
     ap.add_argument("--warmup", type=int, default=50)
     ap.add_argument("--iters", type=int, default=500)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--flops", action="store_true",
+                    help="count the FLOPs of one call (FlopCounterMode) instead of timing")
     a = ap.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     step, items = WORKLOADS[a.workload](a)
+    if a.flops:
+        # One untimed call first (optimizer state, lazy init), then one counted call. Counts
+        # matmuls and convolutions (forward and backward), as FlopCounterMode does; elementwise
+        # ops are not counted. TorchScript modules (inception_features) are opaque to it.
+        from torch.utils.flop_counter import FlopCounterMode
+        step()
+        counter = FlopCounterMode(display=False)
+        with counter:
+            step()
+        total = counter.get_total_flops()
+        print(json.dumps({"workload": a.workload, "flops_per_item": total / items if total else None}))
+        return
     for _ in range(a.warmup):
         step()
     rates = []

@@ -112,27 +112,36 @@ pub fn run(o: &BenchOptions) -> anyhow::Result<()> {
             }
         }
     }
+    let peak = peak_gflops(o.threads);
+    eprintln!("bench: fp32 peak of this machine (2048² matmul, best of 5): {peak:.1} GFLOP/s");
     println!(
-        "{:<20} {:>14} {:>14} {:>7} {:>9} {:>9}",
-        "workload", "ganlab/s", "pytorch/s", "ratio", "rss MiB", "py MiB"
+        "{:<20} {:>14} {:>14} {:>7} {:>9} {:>9} {:>9} {:>7}",
+        "workload", "ganlab/s", "pytorch/s", "ratio", "rss MiB", "py MiB", "GFLOP/s", "% peak"
     );
     let mut rows = Vec::new();
     for (ours, theirs) in pooled {
         let ratio = ours.median() / theirs.median();
+        let flops = count_flops(&python, o, &ours.workload);
+        let gflops = flops.map(|f| f * ours.median() / 1e9);
         println!(
-            "{:<20} {:>14.1} {:>14.1} {:>6.2}x {:>9} {:>9}",
+            "{:<20} {:>14.1} {:>14.1} {:>6.2}x {:>9} {:>9} {:>9} {:>7}",
             ours.workload,
             ours.median(),
             theirs.median(),
             ratio,
             mib(ours.peak_rss_kb),
-            mib(theirs.peak_rss_kb)
+            mib(theirs.peak_rss_kb),
+            gflops.map_or("-".into(), |g| format!("{g:.1}")),
+            gflops.map_or("-".into(), |g| format!("{:.1}%", 100.0 * g / peak))
         );
         rows.push(json!({
             "workload": ours.workload,
             "ganlab_median": ours.median(),
             "pytorch_median": theirs.median(),
             "ratio": ratio,
+            "flops_per_item": flops,
+            "ganlab_gflops": gflops,
+            "peak_gflops": peak,
             "ganlab": ours,
             "pytorch": theirs,
         }));
@@ -148,6 +157,42 @@ pub fn run(o: &BenchOptions) -> anyhow::Result<()> {
         println!("wrote {}", j.display());
     }
     Ok(())
+}
+
+/// FLOPs of one item of `workload`, counted once by the reference script (PyTorch's
+/// FlopCounterMode: matmuls and convolutions, forward and backward); None when it cannot.
+fn count_flops(python: &Path, o: &BenchOptions, workload: &str) -> Option<f64> {
+    let out = Command::new(python)
+        .arg(&o.reference)
+        .arg(workload)
+        .arg("--flops")
+        .args(["--threads", &o.threads.to_string()])
+        .output()
+        .ok()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last()?).ok()?;
+    v["flops_per_item"].as_f64()
+}
+
+/// This machine's measured fp32 throughput: the best of 5 timed 2048×2048 matmuls (2n³
+/// FLOPs each) in libtorch, after 2 untimed ones, on `threads` threads (0: default).
+fn peak_gflops(threads: i64) -> f64 {
+    if threads > 0 {
+        tch::set_num_threads(threads as i32);
+    }
+    let n = 2048;
+    let a = tch::Tensor::randn([n, n], (tch::Kind::Float, tch::Device::Cpu));
+    let b = tch::Tensor::randn([n, n], (tch::Kind::Float, tch::Device::Cpu));
+    let mut best = f64::INFINITY;
+    for i in 0..7 {
+        let t0 = std::time::Instant::now();
+        let c = a.matmul(&b);
+        std::hint::black_box(c.double_value(&[0, 0]));
+        if i >= 2 {
+            best = best.min(t0.elapsed().as_secs_f64());
+        }
+    }
+    2.0 * (n as f64).powi(3) / best / 1e9
 }
 
 fn write_new(path: &Path, text: &str) -> anyhow::Result<()> {

@@ -483,12 +483,11 @@ impl Task for Pix2pix {
 
     fn status(&self, s: &Scalars) -> String {
         let v = |k| s.get(k).unwrap_or(f64::NAN);
-        format!(
-            "loss_g={:.3} l1={:.4} loss_d={:.3}",
-            v("loss_g"),
-            v("loss_g_l1"),
-            v("loss_d")
-        )
+        let mut out = format!("loss_g={:.3} l1={:.4}", v("loss_g"), v("loss_g_l1"));
+        if let Some(d) = s.get("loss_d") {
+            out += &format!(" loss_d={d:.3}");
+        }
+        out
     }
 
     fn curves(&self) -> Vec<Curve> {

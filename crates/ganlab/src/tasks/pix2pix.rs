@@ -296,10 +296,14 @@ impl Pix2pix {
                     Some(t) => (t.0.shallow_clone(), t.1.shallow_clone()),
                     None => load(&dd.split, dd.image_size)?,
                 };
-                let k = p.probes.min(probe_src.0.size()[0]);
+                // Probes spread evenly over the split (sorted file names cluster content,
+                // e.g. OpenMoji's flags), the same ones at every evaluation.
+                let n = probe_src.0.size()[0];
+                let k = p.probes.min(n);
+                let idx = Tensor::from_slice(&(0..k).map(|i| i * n / k).collect::<Vec<i64>>());
                 let probes = (
-                    probe_src.0.narrow(0, 0, k).to_device(device),
-                    probe_src.1.narrow(0, 0, k).to_device(device),
+                    probe_src.0.index_select(0, &idx).to_device(device),
+                    probe_src.1.index_select(0, &idx).to_device(device),
                 );
                 (Some(sampler), Some(probes), test)
             }

@@ -9,7 +9,7 @@ pub mod refine;
 pub const NAMES: &[&str] = &[
     "gaussians25",
     "js-toy",
-    "pix2pix-openmoji",
     "refine-gaussians25",
     "refine-mnist",
+    "pix2pix-openmoji",
 ];

@@ -101,6 +101,8 @@ pub fn run(a: RasterizeArgs) -> anyhow::Result<()> {
             std::fs::create_dir_all(a.out.join(format!("{split}{side}")))?;
         }
     }
+    use ganlab::progress::Progress;
+    let mut bar = ganlab::progress::ProgressBar::new("rasterize");
     for (k, (name, split)) in entries.iter().enumerate() {
         for (side, src) in [("A", &a.src_a), ("B", &a.src_b)] {
             let x = rasterize(&src.join(format!("{name}.svg")), a.size)?;
@@ -110,10 +112,9 @@ pub fn run(a: RasterizeArgs) -> anyhow::Result<()> {
                 .join(format!("{name}.png"));
             ganlab::data::write_png(&dst, &x)?;
         }
-        if (k + 1) % 500 == 0 {
-            eprintln!("rasterize: {}/{} pairs", k + 1, entries.len());
-        }
+        bar.update(k as u64 + 1, entries.len() as u64, name);
     }
+    bar.finish();
     println!(
         "rasterized {} pairs into {}",
         entries.len(),

@@ -14,7 +14,6 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
-use crate::data::paired::load_paired;
 use crate::error::{IoContext, Result};
 use crate::io::write_atomic;
 use crate::metrics::eval::{evaluate, EvalOptions};
@@ -76,14 +75,7 @@ pub fn run(
     std::fs::create_dir_all(out).at(out)?;
     let d = &base.pix2pix.data;
     let (ca, cb) = (d.input_channels, d.output_channels);
-    let test = load_paired(&d.dir, "test", d.layout, d.image_size, 3, 3)?;
-    let (a, b) = if d.direction == "b2a" {
-        (test.b, test.a)
-    } else {
-        (test.a, test.b)
-    };
-    let a = crate::data::folder::to_channels(a, ca);
-    let b = crate::data::folder::to_channels(b, cb);
+    let (a, b) = d.load_pairs("test", d.image_size)?;
     let inception = data_dir.join("inception/default_1.pt");
     let ex = if inception.is_file() {
         Some(crate::metrics::InceptionFid::load(

@@ -416,10 +416,7 @@ impl Task for GanTask {
         // Step III: diffusion, over the real images D saw in this step.
         let seen = self.objective.n_critic() * self.cfg.run.batch_size as usize;
         self.diffusion.end_minibatch(seen);
-        Scalars::new()
-            .with("T", self.diffusion.t_cur() as f64)
-            .with("p", self.diffusion.p())
-            .with("r_d", self.diffusion.last_r_d().unwrap_or(f64::NAN))
+        super::controller_scalars(&self.diffusion)
     }
 
     fn state(&self) -> Result<serde_json::Value> {

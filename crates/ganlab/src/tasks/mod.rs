@@ -133,6 +133,15 @@ pub trait Task: std::fmt::Debug {
     }
 }
 
+/// The diffusion controller's state as logged scalars: T, p and r_d (NaN before the first
+/// estimate), for any task that puts the augment stage in front of its D.
+pub fn controller_scalars(d: &crate::diffusion::Diffusion) -> Scalars {
+    Scalars::new()
+        .with("T", d.t_cur() as f64)
+        .with("p", d.p())
+        .with("r_d", d.last_r_d().unwrap_or(f64::NAN))
+}
+
 /// Builds the task `cfg.task.kind` names: the one place that lists task kinds.
 pub fn build(cfg: &TrainConfig, mode: Mode) -> Result<Box<dyn Task>> {
     Ok(match cfg.task.kind {

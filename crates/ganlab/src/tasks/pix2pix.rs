@@ -86,6 +86,23 @@ impl Default for PairedDataConfig {
     }
 }
 
+impl PairedDataConfig {
+    /// The (input, target) pairs of `split` at side `size`, in the configured direction and
+    /// channels.
+    pub fn load_pairs(&self, split: &str, size: i64) -> Result<(Tensor, Tensor)> {
+        let s = load_paired(&self.dir, split, self.layout, size, 3, 3)?;
+        let (a, b) = if self.direction == "b2a" {
+            (s.b, s.a)
+        } else {
+            (s.a, s.b)
+        };
+        Ok((
+            crate::data::folder::to_channels(a, self.input_channels),
+            crate::data::folder::to_channels(b, self.output_channels),
+        ))
+    }
+}
+
 /// `[pix2pix.optim]`: one optimizer per network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -260,18 +277,7 @@ impl Pix2pix {
         let (data, probes, test) = match mode {
             Mode::Inference => (None, None, None),
             Mode::Train => {
-                let load = |split: &str, size: i64| -> Result<(Tensor, Tensor)> {
-                    let s = load_paired(&dd.dir, split, dd.layout, size, 3, 3)?;
-                    let (a, b) = if dd.direction == "b2a" {
-                        (s.b, s.a)
-                    } else {
-                        (s.a, s.b)
-                    };
-                    Ok((
-                        crate::data::folder::to_channels(a, ca),
-                        crate::data::folder::to_channels(b, cb),
-                    ))
-                };
+                let load = |split: &str, size: i64| dd.load_pairs(split, size);
                 let load_size = if dd.load_size == 0 {
                     dd.image_size
                 } else {
@@ -452,10 +458,7 @@ impl Task for Pix2pix {
         }
         self.diffusion
             .end_minibatch(self.cfg.run.batch_size as usize);
-        Scalars::new()
-            .with("T", self.diffusion.t_cur() as f64)
-            .with("p", self.diffusion.p())
-            .with("r_d", self.diffusion.last_r_d().unwrap_or(f64::NAN))
+        super::controller_scalars(&self.diffusion)
     }
 
     fn state(&self) -> Result<serde_json::Value> {

@@ -29,7 +29,7 @@ pub struct DescribeArgs {
 /// Arguments of `ganlab translate`.
 #[derive(Args, Debug)]
 pub struct TranslateArgs {
-    /// Run directory of a translation task (e.g. pix2pix).
+    /// Run directory of a translation task (pix2pix, cyclegan, ugatit).
     #[arg(long)]
     run: PathBuf,
     /// An image file (PNG/JPEG) or a folder of them.
@@ -38,7 +38,7 @@ pub struct TranslateArgs {
     /// Output directory (created; must be new or empty): one PNG per input, same name.
     #[arg(long)]
     out: PathBuf,
-    /// Direction (a2b or b2a; default: the run's).
+    /// Direction (a2b or b2a; default: the run's first, a2b for unpaired runs).
     #[arg(long)]
     direction: Option<String>,
     /// Seed of the generator's noise (pix2pix: dropout, as at test time in the paper).

@@ -2,7 +2,7 @@
 //!
 //! Loading: every `.png`, `.jpg`, `.jpeg` file directly in the folder (case-insensitive,
 //! sorted by name, so the order is reproducible), decoded to 8 bits (16-bit PNG is
-//! rounded, alpha dropped, palettes expanded). If every image is grey the set has one channel,
+//! rounded, palettes expanded, transparency composited on white). If every image is grey the set has one channel,
 //! otherwise three (grey images are repeated to RGB). With `size = Some(s)` each image is
 //! resized so its shorter side is s (bilinear, antialiased when shrinking) and centre-cropped
 //! to s × s; without it all images must share one size. Values are scaled to [-1, 1].
@@ -28,6 +28,14 @@ fn bad(path: &Path, msg: impl std::fmt::Display) -> GanError {
     GanError::Input(format!("{}: cannot read image: {msg}", path.display()))
 }
 
+/// A colour value `v` with opacity `a` composited on white (non-premultiplied alpha):
+/// v·a/255 + 255·(1 − a/255), rounded. Transparent pixels of emoji and icons carry arbitrary
+/// colour (often black); dropping alpha would show it.
+fn over_white(v: u8, a: u8) -> u8 {
+    let (v, a) = (v as u32, a as u32);
+    ((v * a + 255 * (255 - a) + 127) / 255) as u8
+}
+
 fn decode_png(path: &Path) -> Result<Decoded> {
     let mut dec = png::Decoder::new(BufReader::new(File::open(path).at(path)?));
     dec.set_transformations(png::Transformations::normalize_to_color8());
@@ -38,9 +46,14 @@ fn decode_png(path: &Path) -> Result<Decoded> {
     let (w, h) = (info.width as usize, info.height as usize);
     let (channels, pixels) = match info.color_type {
         png::ColorType::Grayscale => (1, buf),
-        png::ColorType::GrayscaleAlpha => (1, buf.chunks(2).map(|p| p[0]).collect()),
+        png::ColorType::GrayscaleAlpha => (1, buf.chunks(2).map(|p| over_white(p[0], p[1])).collect()),
         png::ColorType::Rgb => (3, buf),
-        png::ColorType::Rgba => (3, buf.chunks(4).flat_map(|p| [p[0], p[1], p[2]]).collect()),
+        png::ColorType::Rgba => (
+            3,
+            buf.chunks(4)
+                .flat_map(|p| [0, 1, 2].map(|c| over_white(p[c], p[3])))
+                .collect(),
+        ),
         other => return Err(bad(path, format!("unsupported PNG colour type {other:?}"))),
     };
     Ok(Decoded {
@@ -113,7 +126,8 @@ pub fn resize_crop(x: &Tensor, s: i64) -> Tensor {
     y.narrow(1, (nh - s) / 2, s).narrow(2, (nw - s) / 2, s)
 }
 
-/// One PNG or JPEG file as [C, H, W] in [−1, 1] (C = 1 grey or 3 RGB, alpha dropped).
+/// One PNG or JPEG file as [C, H, W] in [−1, 1] (C = 1 grey or 3 RGB, transparency
+/// composited on white).
 pub fn load_image(path: &Path) -> Result<Tensor> {
     let ext = path
         .extension()

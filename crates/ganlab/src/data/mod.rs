@@ -6,6 +6,7 @@ pub mod cifar;
 pub mod folder;
 pub mod idx;
 pub mod paired;
+pub mod unpaired;
 pub mod toy2d;
 
 pub use cifar::load_cifar10;

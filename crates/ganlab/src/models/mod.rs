@@ -6,6 +6,8 @@ pub mod conditional;
 pub mod dcgan;
 pub mod mlp;
 pub mod patchgan;
+pub mod resnet;
+pub mod ugatit;
 pub mod sngan;
 pub mod unet;
 

@@ -4,9 +4,11 @@
 //! `models/networks.py`; ../shared/specs/translation.md §3), n_layers = 3 giving 70×70
 //! receptive fields:
 //!
-//! C64 (stride 2, bias, no norm) – C128 – C256 (stride 2, BN, no bias) – C512 (stride 1,
-//! BN, no bias) – Conv 1 (stride 1, bias); every convolution 4×4 with padding 1, LeakyReLU
-//! 0.2 after each but the last. Widths ndf·min(2^k, 8). A 256² input gives 30² logits.
+//! C64 (stride 2, bias, no norm) – C128 – C256 (stride 2, norm) – C512 (stride 1, norm) –
+//! Conv 1 (stride 1, bias); every convolution 4×4 with padding 1, LeakyReLU 0.2 after each
+//! but the last. Widths ndf·min(2^k, 8). A 256² input gives 30² logits. The norm is
+//! BatchNorm for pix2pix (convolutions before it without bias) and parameter-free
+//! InstanceNorm for CycleGAN (convolutions with bias), as the reference's `use_bias` rule.
 //!
 //! With Diffusion-GAN (`[diffusion] enabled = true`), D(y, t): a learned timestep
 //! embedding (sinusoidal code → MLP, as our DCGAN's D) is added per channel after the first
@@ -20,6 +22,17 @@ use super::unet::{bn, conv_cfg};
 use crate::error::{GanError, Result};
 use crate::nn::{LeakyRelu, TimestepEmbedding, TimestepEmbeddingConfig};
 
+/// The normalisation after the inner convolutions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PatchNorm {
+    /// BatchNorm2d (pix2pix's `--norm batch`).
+    #[default]
+    Batch,
+    /// InstanceNorm2d without affine parameters (CycleGAN's `--norm instance`).
+    Instance,
+}
+
 /// Shape of the PatchGAN (reference defaults: ndf 64, n_layers 3).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -28,6 +41,8 @@ pub struct PatchGanConfig {
     pub ndf: i64,
     /// Strided layers after the first (reference: 3, the 70×70 PatchGAN).
     pub n_layers: i64,
+    /// batch (pix2pix) or instance (CycleGAN).
+    pub norm: PatchNorm,
     /// Timestep embedding (used with Diffusion-GAN only).
     pub t_embedding: TimestepEmbeddingConfig,
 }
@@ -37,6 +52,7 @@ impl Default for PatchGanConfig {
         Self {
             ndf: 64,
             n_layers: 3,
+            norm: PatchNorm::Batch,
             t_embedding: Default::default(),
         }
     }
@@ -75,13 +91,14 @@ impl PatchGanConfig {
         for k in 1..=self.n_layers {
             let width = ndf * (1 << k.min(3));
             let stride = if k == self.n_layers { 1 } else { 2 };
+            let batch = self.norm == PatchNorm::Batch;
             let cfg = nn::ConvConfig {
                 stride,
-                ..conv_cfg(false)
+                ..conv_cfg(!batch)
             };
             blocks.push((
                 nn::conv2d(&path / format!("conv{k}"), prev, width, 4, cfg),
-                bn(&path / format!("norm{k}"), width),
+                batch.then(|| bn(&path / format!("norm{k}"), width)),
             ));
             prev = width;
         }
@@ -104,7 +121,8 @@ impl PatchGanConfig {
 #[derive(Debug)]
 pub struct PatchGan {
     first: nn::Conv2D,
-    blocks: Vec<(nn::Conv2D, nn::BatchNorm)>,
+    /// Convolutions and their BatchNorm (None: instance norm).
+    blocks: Vec<(nn::Conv2D, Option<nn::BatchNorm>)>,
     out: nn::Conv2D,
     t_embed: Option<TimestepEmbedding>,
     act: LeakyRelu,
@@ -122,8 +140,12 @@ impl PatchGan {
             .blocks
             .iter()
             .fold(self.act.forward(&h), |h, (conv, norm)| {
-                self.act
-                    .forward(&norm.forward_t(&conv.forward_t(&h, true), true))
+                let h = conv.forward_t(&h, true);
+                let h = match norm {
+                    Some(bn) => bn.forward_t(&h, true),
+                    None => crate::nn::norm::instance_norm(&h),
+                };
+                self.act.forward(&h)
             });
         self.out.forward_t(&h, true)
     }

@@ -119,7 +119,7 @@ impl UnetConfig {
 }
 
 /// The reference's weight init, N(0, 0.02) (`init_weights('normal', 0.02)`).
-const N002: Init = Init::Randn {
+pub(crate) const N002: Init = Init::Randn {
     mean: 0.0,
     stdev: 0.02,
 };

@@ -1,6 +1,7 @@
 //! Reusable layers that tch lacks: LeakyReLU with a slope, spectral normalisation, the
-//! timestep embedding of D(y, t).
+//! timestep embedding of D(y, t), the translation networks' normalisations.
 
+pub mod norm;
 pub mod spectral;
 pub mod timestep;
 

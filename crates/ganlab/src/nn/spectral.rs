@@ -73,8 +73,8 @@ pub struct SnLinear {
 
 /// `k`×`k` convolution `cin` → `cout` with stride 1 and padding `padding`, normalised.
 pub fn sn_conv2d(path: nn::Path, cin: i64, cout: i64, k: i64, padding: i64) -> SnConv2d {
-    let conv = nn::conv2d(
-        &path,
+    SnConv2d::new(
+        path,
         cin,
         cout,
         k,
@@ -82,21 +82,53 @@ pub fn sn_conv2d(path: nn::Path, cin: i64, cout: i64, k: i64, padding: i64) -> S
             padding,
             ..Default::default()
         },
-    );
-    SnConv2d {
-        sn: SpectralNorm::new(&path, cout, 1),
-        conv,
-        stride: 1,
-        padding,
-    }
+    )
 }
 
 /// Linear `cin` → `cout`, normalised.
 pub fn sn_linear(path: nn::Path, cin: i64, cout: i64) -> SnLinear {
-    let lin = nn::linear(&path, cin, cout, Default::default());
-    SnLinear {
-        sn: SpectralNorm::new(&path, cout, 1),
-        lin,
+    SnLinear::new(path, cin, cout, Default::default())
+}
+
+impl SnConv2d {
+    /// A normalised convolution with any stride, padding, bias and init of `cfg`
+    /// (groups and dilation 1).
+    pub fn new(path: nn::Path, cin: i64, cout: i64, k: i64, cfg: nn::ConvConfig) -> Self {
+        let (stride, padding) = (cfg.stride, cfg.padding);
+        let conv = nn::conv2d(&path, cin, cout, k, cfg);
+        Self {
+            sn: SpectralNorm::new(&path, cout, 1),
+            conv,
+            stride,
+            padding,
+        }
+    }
+
+    /// The normalised weight W / σ(W) (advances the power iteration).
+    pub fn weight(&self) -> Tensor {
+        self.sn.normalize(&self.conv.ws)
+    }
+}
+
+impl SnLinear {
+    /// A normalised linear layer with the bias and init of `cfg`.
+    pub fn new(path: nn::Path, cin: i64, cout: i64, cfg: nn::LinearConfig) -> Self {
+        let lin = nn::linear(&path, cin, cout, cfg);
+        Self {
+            sn: SpectralNorm::new(&path, cout, 1),
+            lin,
+        }
+    }
+
+    /// The normalised weight W / σ(W) (advances the power iteration).
+    pub fn weight(&self) -> Tensor {
+        self.sn.normalize(&self.lin.ws)
+    }
+
+    /// x Wᵀ (+ b) with an already normalised weight `w` (from [`SnLinear::weight`]), so one
+    /// power iteration serves both a product and another use of the weight.
+    pub fn forward_with(&self, x: &Tensor, w: &Tensor) -> Tensor {
+        x.linear(w, self.lin.bs.as_ref())
     }
 }
 

@@ -10,8 +10,11 @@
 //! Adding a task: its file(s) here, a variant of [`crate::train::config::TaskKind`] with its
 //! config section, and one line in [`build`].
 
+pub mod cyclegan;
 pub mod gan;
 pub mod pix2pix;
+pub mod ugatit;
+pub mod unpaired;
 
 use std::path::Path;
 
@@ -99,6 +102,16 @@ pub trait Task: std::fmt::Debug {
     fn state(&self) -> Result<serde_json::Value>;
     /// Restores [`Task::state`], validating every field.
     fn restore(&mut self, state: serde_json::Value) -> Result<()>;
+    /// Resumable state that is tensors (e.g. image pools), saved in the checkpoint's
+    /// safetensors file as `task.<name>`.
+    fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+    /// Restores [`Task::state_tensors`] from a checkpoint's tensors (names without the
+    /// `task.` prefix), after [`Task::restore`]; checks shapes and values.
+    fn restore_tensors(&mut self, _tensors: &[(String, Tensor)]) -> Result<()> {
+        Ok(())
+    }
     /// Fixed-probe visuals as one image [C, H, W] in [−1, 1], written as
     /// samples/step-N.png at each evaluation (None: the task draws none).
     fn visuals(&self) -> Result<Option<Tensor>>;
@@ -147,6 +160,8 @@ pub fn build(cfg: &TrainConfig, mode: Mode) -> Result<Box<dyn Task>> {
     Ok(match cfg.task.kind {
         TaskKind::Gan => Box::new(gan::GanTask::new(cfg, mode)?),
         TaskKind::Pix2pix => Box::new(pix2pix::Pix2pix::new(cfg, mode)?),
+        TaskKind::Cyclegan => Box::new(cyclegan::CycleGan::new(cfg, mode)?),
+        TaskKind::Ugatit => Box::new(ugatit::Ugatit::new(cfg, mode)?),
     })
 }
 
@@ -200,7 +215,7 @@ pub trait Generative {
     }
 }
 
-/// A task that translates images (pix2pix; later CycleGAN, U-GAT-IT, ...).
+/// A task that translates images (pix2pix, CycleGAN, U-GAT-IT).
 pub trait Translator {
     /// Directions this model translates, e.g. `["a2b"]` or `["a2b", "b2a"]`.
     fn directions(&self) -> Vec<&'static str>;
@@ -209,3 +224,6 @@ pub trait Translator {
     /// Translates images `x` [n, C, H, W] in [−1, 1] (no gradient).
     fn translate(&self, x: &Tensor, direction: &str) -> Result<Tensor>;
 }
+
+#[cfg(test)]
+mod translation_tests;

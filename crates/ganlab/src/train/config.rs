@@ -22,7 +22,9 @@ use crate::models::dcgan::DcganConfig;
 use crate::models::mlp::MlpConfig;
 use crate::models::sngan::SnganConfig;
 use crate::objectives::ObjectiveConfig;
+use crate::tasks::cyclegan::CycleGanConfig;
 use crate::tasks::pix2pix::Pix2pixConfig;
+use crate::tasks::ugatit::UgatitConfig;
 
 /// The tasks a config can choose (`[task] kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -34,6 +36,12 @@ pub enum TaskKind {
     Gan,
     /// Paired image-to-image translation (`crate::tasks::pix2pix`; section pix2pix).
     Pix2pix,
+    /// Unpaired translation with cycle consistency (`crate::tasks::cyclegan`; section
+    /// cyclegan).
+    Cyclegan,
+    /// Unpaired translation with attention and AdaLIN (`crate::tasks::ugatit`; section
+    /// ugatit).
+    Ugatit,
 }
 
 impl TaskKind {
@@ -42,12 +50,19 @@ impl TaskKind {
         match self {
             TaskKind::Gan => &["data", "model", "objective", "optim"],
             TaskKind::Pix2pix => &["pix2pix"],
+            TaskKind::Cyclegan => &["cyclegan"],
+            TaskKind::Ugatit => &["ugatit"],
         }
     }
 
     /// Every task-owned section of any task.
     fn all_sections() -> Vec<&'static str> {
-        [TaskKind::Gan, TaskKind::Pix2pix]
+        [
+            TaskKind::Gan,
+            TaskKind::Pix2pix,
+            TaskKind::Cyclegan,
+            TaskKind::Ugatit,
+        ]
             .iter()
             .flat_map(|k| k.sections().iter().copied())
             .collect()
@@ -58,6 +73,8 @@ impl TaskKind {
         match self {
             TaskKind::Gan => "gan",
             TaskKind::Pix2pix => "pix2pix",
+            TaskKind::Cyclegan => "cyclegan",
+            TaskKind::Ugatit => "ugatit",
         }
     }
 }
@@ -66,7 +83,7 @@ impl TaskKind {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TaskConfig {
-    /// "gan" (default) or "pix2pix".
+    /// "gan" (default), "pix2pix", "cyclegan" or "ugatit".
     pub kind: TaskKind,
 }
 
@@ -294,6 +311,10 @@ pub struct TrainConfig {
     pub diffusion: DiffusionConfig,
     /// The pix2pix task.
     pub pix2pix: Pix2pixConfig,
+    /// The CycleGAN task.
+    pub cyclegan: CycleGanConfig,
+    /// The U-GAT-IT task.
+    pub ugatit: UgatitConfig,
 }
 
 /// What a run's config.toml holds: the shared sections and the chosen task's.
@@ -312,6 +333,10 @@ struct TaskView<'a> {
     diffusion: &'a DiffusionConfig,
     #[serde(skip_serializing_if = "Option::is_none")]
     pix2pix: Option<&'a Pix2pixConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cyclegan: Option<&'a CycleGanConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ugatit: Option<&'a UgatitConfig>,
 }
 
 impl Default for TrainConfig {
@@ -325,6 +350,8 @@ impl Default for TrainConfig {
             optim: OptimConfig::default(),
             diffusion: DiffusionConfig::feature(),
             pix2pix: Pix2pixConfig::default(),
+            cyclegan: CycleGanConfig::default(),
+            ugatit: UgatitConfig::default(),
         }
     }
 }
@@ -436,7 +463,7 @@ impl TrainConfig {
                 .is_some_and(|f| f != "mlp");
         let preset = match (kind, image_data) {
             // Translation tasks train without diffusion noise unless `enabled = true`.
-            (TaskKind::Pix2pix, _) => DiffusionConfig {
+            (TaskKind::Pix2pix | TaskKind::Cyclegan | TaskKind::Ugatit, _) => DiffusionConfig {
                 enabled: false,
                 ..DiffusionConfig::default()
             },
@@ -491,6 +518,8 @@ impl TrainConfig {
             optim: gan.then_some(&self.optim),
             diffusion: &self.diffusion,
             pix2pix: (self.task.kind == TaskKind::Pix2pix).then_some(&self.pix2pix),
+            cyclegan: (self.task.kind == TaskKind::Cyclegan).then_some(&self.cyclegan),
+            ugatit: (self.task.kind == TaskKind::Ugatit).then_some(&self.ugatit),
         };
         toml::to_string_pretty(&view).expect("config is always serializable")
     }
@@ -548,6 +577,8 @@ impl TrainConfig {
         match self.task.kind {
             TaskKind::Gan => self.validate_gan(),
             TaskKind::Pix2pix => self.pix2pix.validate("pix2pix"),
+            TaskKind::Cyclegan => self.cyclegan.validate("cyclegan"),
+            TaskKind::Ugatit => self.ugatit.validate("ugatit"),
         }
     }
 

@@ -134,6 +134,11 @@ impl Trainer {
         groups.load_weights(&tensors, &ckpt)?;
         groups.load_optimizers(&tensors, &state.optim_steps, &ckpt)?;
         task.restore(state.task)?;
+        let task_tensors: Vec<(String, tch::Tensor)> = tensors
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix("task.")?.to_string(), v.shallow_clone())))
+            .collect();
+        task.restore_tensors(&task_tensors)?;
         let rows = log::truncate_log(&dir.join("metrics.jsonl"), state.step)?;
         let evals = log::truncate_log(&dir.join("eval.jsonl"), state.step)?;
         if steps.is_some() {
@@ -217,10 +222,17 @@ impl Trainer {
             groups.optimizer_steps(),
             self.task.state()?,
         );
+        let mut tensors = groups.checkpoint_tensors();
+        tensors.extend(
+            self.task
+                .state_tensors()
+                .into_iter()
+                .map(|(k, v)| (format!("task.{k}"), v)),
+        );
         checkpoint::save(
             &self.dir.join("checkpoints"),
             &state,
-            &groups.checkpoint_tensors(),
+            &tensors,
             self.cfg.run.keep_checkpoints,
         )
     }

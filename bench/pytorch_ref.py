@@ -25,6 +25,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures"))
 from extractor_reference import images, inception_input  # noqa: E402
 from pix2pix_reference import n_layer_d, unet  # noqa: E402
+from translation_reference import cyclegan_d, cyclegan_g, ugatit_d, ugatit_g  # noqa: E402
 
 
 def mlp(i, o, hidden=128, layers=2, slope=0.2):
@@ -320,8 +321,151 @@ def pix2pix64_step(args):
     return step, 1
 
 
+def normal_init(*nets):
+    """N(0, 0.02) conv/linear weights, zero biases (the references' init_weights('normal'))."""
+    for net in nets:
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+                w = m.weight_orig if hasattr(m, "weight_orig") else m.weight
+                nn.init.normal_(w, 0.0, 0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+
+class ImagePool:
+    """pytorch-CycleGAN-and-pix2pix util/image_pool.py."""
+
+    def __init__(self, size):
+        self.size, self.images = size, []
+
+    def query(self, x):
+        out = []
+        for img in x.detach():
+            img = img.unsqueeze(0)
+            if len(self.images) < self.size:
+                self.images.append(img)
+                out.append(img)
+            elif torch.rand(1).item() > 0.5:
+                k = torch.randint(0, self.size, (1,)).item()
+                out.append(self.images[k].clone())
+                self.images[k] = img
+            else:
+                out.append(img)
+        return torch.cat(out, 0)
+
+
+def cyclegan64_step(args):
+    """One CycleGAN step as cycle_gan_model.py (and ganlab's task): 64 px, batch 1, two ResNet-6
+    generators (ngf 64) and two instance-norm PatchGANs (ndf 64); G first (LSGAN + 10 cycle +
+    5 identity per direction) with the Ds frozen, then both Ds on real vs pooled fakes (pool 50);
+    Adam 2e-4 / (0.5, 0.999) over both Gs and over both Ds; 256 fixed random images per domain."""
+    GA, GB, DA, DB = cyclegan_g(3, 3, 64, 6), cyclegan_g(3, 3, 64, 6), cyclegan_d(3), cyclegan_d(3)
+    normal_init(GA, GB, DA, DB)
+    og = torch.optim.Adam(list(GA.parameters()) + list(GB.parameters()), 2e-4, betas=(0.5, 0.999))
+    od = torch.optim.Adam(list(DA.parameters()) + list(DB.parameters()), 2e-4, betas=(0.5, 0.999))
+    A, B = torch.rand(256, 3, 64, 64) * 2 - 1, torch.rand(256, 3, 64, 64) * 2 - 1
+    pool_a, pool_b = ImagePool(50), ImagePool(50)
+    mse = lambda x, t: ((x - t) ** 2).mean()  # noqa: E731
+
+    def step():
+        a, b = A[torch.randint(0, 256, (1,))], B[torch.randint(0, 256, (1,))]
+        fake_b = GA(a)
+        rec_a = GB(fake_b)
+        fake_a = GB(b)
+        rec_b = GA(fake_a)
+        DA.requires_grad_(False)
+        DB.requires_grad_(False)
+        g_a, g_b = mse(DA(fake_b), 1.0), mse(DB(fake_a), 1.0)
+        cyc_a, cyc_b = 10 * (rec_a - a).abs().mean(), 10 * (rec_b - b).abs().mean()
+        idt_a, idt_b = 5 * (GA(b) - b).abs().mean(), 5 * (GB(a) - a).abs().mean()
+        lg = g_a + g_b + cyc_a + cyc_b + idt_a + idt_b
+        og.zero_grad()
+        lg.backward()
+        og.step()
+        DA.requires_grad_(True)
+        DB.requires_grad_(True)
+        pb, pa = pool_b.query(fake_b), pool_a.query(fake_a)
+        pr_a, pr_b = DA(b), DB(a)
+        lda = 0.5 * (mse(pr_a, 1.0) + mse(DA(pb), 0.0))
+        ldb = 0.5 * (mse(pr_b, 1.0) + mse(DB(pa), 0.0))
+        od.zero_grad()
+        (lda + ldb).backward()
+        od.step()
+        return [v.item() for v in (lg, g_a, g_b, cyc_a, cyc_b, idt_a, idt_b, lda, ldb,
+                                   (pr_a.detach().mean() - 0.5).sign().sum() + (pr_b.detach().mean() - 0.5).sign().sum())]
+
+    return step, 1
+
+
+def ugatit64_step(args):
+    """One U-GAT-IT step as UGATIT.py (and ganlab's task): 64 px, batch 1, light generators
+    (ngf 64, 4 blocks), global (6 layers) and local (4 layers) SN discriminators (ndf 64) per
+    domain; D first on real vs detached fakes (patch and CAM logits, LSGAN), then G (adv + 10
+    cycle + 10 identity + 1000 CAM BCE) with the Ds frozen, then rho clipped to [0, 1]; Adam
+    1e-4 / (0.5, 0.999), weight decay 1e-4; 256 fixed random images per domain."""
+    GAB, GBA = ugatit_g(3, 3, 64, 4, 64, True), ugatit_g(3, 3, 64, 4, 64, True)
+    Ds = [[ugatit_d(3, 64, 6), ugatit_d(3, 64, 4)], [ugatit_d(3, 64, 6), ugatit_d(3, 64, 4)]]
+    normal_init(GAB, GBA, *Ds[0], *Ds[1])
+    d_params = [p for pair in Ds for d in pair for p in d.parameters()]
+    og = torch.optim.Adam(list(GAB.parameters()) + list(GBA.parameters()), 1e-4, betas=(0.5, 0.999),
+                          weight_decay=1e-4)
+    od = torch.optim.Adam(d_params, 1e-4, betas=(0.5, 0.999), weight_decay=1e-4)
+    A, B = torch.rand(256, 3, 64, 64) * 2 - 1, torch.rand(256, 3, 64, 64) * 2 - 1
+    mse = lambda x, t: ((x - t) ** 2).mean()  # noqa: E731
+    bce = lambda x, t: F.binary_cross_entropy_with_logits(x, torch.full_like(x, t))  # noqa: E731
+
+    def adv(k, real, fake):
+        loss, votes = 0.0, 0.0
+        for d in Ds[k]:
+            if real is None:
+                out, cam, _ = d(fake)
+                loss = loss + mse(out, 1.0) + mse(cam, 1.0)
+            else:
+                out, cam, _ = d(torch.cat([real, fake], 0))
+                m = real.shape[0]
+                votes = votes + (out[:m].detach().flatten(1).mean(1) - 0.5).sign().sum()
+                loss = loss + mse(out[:m], 1.0) + mse(out[m:], 0.0) + mse(cam[:m], 1.0) + mse(cam[m:], 0.0)
+        return loss, votes
+
+    def step():
+        a, b = A[torch.randint(0, 256, (1,))], B[torch.randint(0, 256, (1,))]
+        ab, ab_cam, _ = GAB(a)
+        ba, ba_cam, _ = GBA(b)
+        d_a, va = adv(0, a, ba.detach())
+        d_b, vb = adv(1, b, ab.detach())
+        ld = d_a + d_b
+        od.zero_grad()
+        ld.backward()
+        od.step()
+        for p in d_params:
+            p.requires_grad_(False)
+        aba, bab = GBA(ab)[0], GAB(ba)[0]
+        aa, aa_cam, _ = GBA(a)
+        bb, bb_cam, _ = GAB(b)
+        g_adv = adv(0, None, ba)[0] + adv(1, None, ab)[0]
+        cyc = 10 * ((aba - a).abs().mean() + (bab - b).abs().mean())
+        idt = 10 * ((aa - a).abs().mean() + (bb - b).abs().mean())
+        cam = 1000 * (bce(ba_cam, 1.0) + bce(aa_cam, 0.0) + bce(ab_cam, 1.0) + bce(bb_cam, 0.0))
+        lg = g_adv + cyc + idt + cam
+        og.zero_grad()
+        lg.backward()
+        og.step()
+        with torch.no_grad():
+            rhos = [m.rho for g in (GAB, GBA) for m in g.modules() if hasattr(m, "rho")]
+            for r in rhos:
+                r.clamp_(0, 1)
+            rho_mean = torch.cat([r.flatten() for r in rhos]).mean()
+        for p in d_params:
+            p.requires_grad_(True)
+        return [v.item() for v in (ld, lg, g_adv, cyc, idt, cam, rho_mean, va + vb)]
+
+    return step, 1
+
+
 WORKLOADS = {
     "pix2pix64_step": pix2pix64_step,
+    "cyclegan64_step": cyclegan64_step,
+    "ugatit64_step": ugatit64_step,
     "mlp_gan": lambda a: mlp_gan(a, False),
     "mlp_diffusion_gan": lambda a: mlp_gan(a, True),
     "sample_mlp": sample_mlp,

@@ -54,7 +54,8 @@ enum Command {
     /// Render paired SVGs to PNGs in the paired-folder layout (used by scripts/fetch-data).
     #[command(hide = true)]
     Rasterize(data_cmd::RasterizeArgs),
-    /// Translate images with a trained translation run (pix2pix): one PNG per input.
+    /// Translate images with a trained translation run (pix2pix, cyclegan, ugatit): one PNG per
+    /// input.
     Translate(translate_cmd::TranslateArgs),
     /// Draw samples from a trained run: samples.npy, plus a scatter plot (2-D) or PNGs in
     /// images/ and grid.png (images).
@@ -106,7 +107,8 @@ enum Command {
     Bench(BenchArgs),
     /// Reproduce a seed claim: gaussians25 (Fig. 5), js-toy (Fig. 2), refine-gaussians25 and
     /// refine-mnist (latent refinement, all methods at equal budget), pix2pix-openmoji
-    /// (pix2pix vs an L1-only U-Net on line art → colour).
+    /// (pix2pix vs an L1-only U-Net on line art → colour), translation-emoji (CycleGAN,
+    /// U-GAT-IT and U-GAT-IT + Diffusion-GAN on Twitter ↔ Google emoji).
     Experiment {
         /// Experiment name.
         name: String,
@@ -122,6 +124,9 @@ enum Command {
         out: Option<PathBuf>,
         #[command(flatten)]
         overrides: Overrides,
+        /// Seeds to run every arm at, e.g. 0,1 (translation-emoji; default: run.seed).
+        #[arg(long, value_delimiter = ',')]
+        seeds: Vec<u64>,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
@@ -559,9 +564,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             data,
             out,
             overrides,
+            seeds,
             quiet,
         } => {
             let dir = out.unwrap_or_else(|| default_dir(&format!("experiment-{name}")));
+            anyhow::ensure!(
+                seeds.is_empty() || name == "translation-emoji",
+                GanError::Input(format!(
+                    "--seeds applies to translation-emoji only, not {name}"
+                ))
+            );
             if name.starts_with("refine-") {
                 use ganlab::experiments::refine::{self as exp, RefineExperiment};
                 let e = match &config {
@@ -607,6 +619,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     println!(
                         "grid (input | L1 | pix2pix | target): {}",
                         dir.join("grid.png").display()
+                    );
+                    Ok(())
+                }
+                "translation-emoji" => {
+                    use ganlab::experiments::translation as exp;
+                    anyhow::ensure!(
+                        config.is_none() && data.is_none(),
+                        GanError::Input(
+                            "translation-emoji takes its configs from configs/{cyclegan,ugatit}-emoji.toml; change them with --set (e.g. --set ugatit.data.dir=...)".into()
+                        )
+                    );
+                    let mut sets = overrides.set.clone();
+                    if let Some(s) = overrides.steps {
+                        sets.push(format!("run.steps={s}"));
+                    }
+                    let arms = exp::with_overrides(exp::built_in()?, &sets)?;
+                    let seeds = if seeds.is_empty() {
+                        vec![overrides.seed.unwrap_or(arms[0].1.run.seed)]
+                    } else {
+                        seeds
+                    };
+                    ganlab::io::create_output_dir(&dir)?;
+                    let rows = exp::run(&arms, &seeds, &dir, !quiet)?;
+                    println!("{}", exp::table_markdown(&rows));
+                    println!(
+                        "grids (input | CycleGAN | U-GAT-IT | U-GAT-IT + Diffusion-GAN): {}, {}",
+                        dir.join("grid_a2b.png").display(),
+                        dir.join("grid_b2a.png").display()
                     );
                     Ok(())
                 }

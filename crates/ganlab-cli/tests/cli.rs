@@ -370,3 +370,54 @@ fn set_describe_pix2pix_translate() {
     );
     std::fs::remove_dir_all(d).unwrap();
 }
+
+/// An unpaired run from the CLI: `describe` prints the published CycleGAN's parameter counts;
+/// a tiny CycleGAN trains on trainA/ trainB/ folders; `translate --direction b2a` writes one
+/// PNG per input; an unknown direction is exit 2 naming `--direction`.
+#[test]
+fn unpaired_train_and_translate_both_ways() {
+    let d = tmp("cyclegan");
+    let h2z = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/cyclegan-horse2zebra.toml");
+    let o = ganlab(&["describe", h2z.to_str().unwrap()], &d);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        out.contains("11,378,179") && out.contains("2,764,737"),
+        "{out}"
+    );
+    for side in ["trainA", "trainB"] {
+        let dir = d.join("dom").join(side);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..3 {
+            let x = tch::Tensor::rand([3, 32, 32], (tch::Kind::Float, tch::Device::Cpu)) * 2 - 1;
+            ganlab::data::write_png(&dir.join(format!("{i}.png")), &x).unwrap();
+        }
+    }
+    let cfg = "[task]\nkind = \"cyclegan\"\n[run]\nsteps = 2\nbatch_size = 1\ndevice = \"cpu\"\n[cyclegan]\nprobes = 2\n[cyclegan.data]\ndir = \"dom\"\nimage_size = 32\nload_size = 32\n[cyclegan.generator]\nngf = 4\nn_blocks = 1\n[cyclegan.discriminator]\nndf = 4\nn_layers = 2\n";
+    std::fs::write(d.join("cg.toml"), cfg).unwrap();
+    let o = ganlab(&["train", "cg.toml", "--out", "r", "--quiet"], &d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(d.join("r/translations_b2a.png").is_file());
+    let args = |dir: &'static str, out: &'static str| {
+        [
+            "translate",
+            "--run",
+            "r",
+            "--input",
+            "dom/trainB",
+            "--direction",
+            dir,
+            "--out",
+            out,
+        ]
+    };
+    let o = ganlab(&args("b2a", "t"), &d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in ["0.png", "2.png", "grid.png"] {
+        assert!(d.join("t").join(f).is_file(), "{f}");
+    }
+    let o = ganlab(&args("b2c", "t2"), &d);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--direction"), "{}", stderr(&o));
+    std::fs::remove_dir_all(d).unwrap();
+}

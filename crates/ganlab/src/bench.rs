@@ -23,6 +23,8 @@ pub const WORKLOADS: &[&str] = &[
     "diffusion_noise",
     "inception_features",
     "pix2pix64_step",
+    "cyclegan64_step",
+    "ugatit64_step",
 ];
 
 /// Calls per timed block for `workload` (about one second each on 2 CPU cores).
@@ -34,6 +36,8 @@ pub fn default_iters(workload: &str) -> usize {
         "dcgan64_gan" => 3,
         "sngan32_gan" => 2,
         "pix2pix64_step" => 10,
+        "cyclegan64_step" => 4,
+        "ugatit64_step" => 2,
         "diffusion_noise" => 200,
         _ => 300,
     }
@@ -43,7 +47,7 @@ pub fn default_iters(workload: &str) -> usize {
 pub fn default_warmup(workload: &str) -> usize {
     match workload {
         "inception_features" | "dcgan64_gan" | "sngan32_gan" => 1,
-        "pix2pix64_step" => 3,
+        "pix2pix64_step" | "cyclegan64_step" | "ugatit64_step" => 3,
         "dcgan32_gan" => 3,
         _ => 50,
     }
@@ -198,6 +202,38 @@ pub fn run(workload: &str, p: Protocol) -> Result<Measurement> {
                 std::path::Path::new("pix2pix64_step"),
             )?;
             cfg.pix2pix.data.dir = scratch.0.join("pairs");
+            cfg.run.steps = 100_000_000;
+            let mut t = Trainer::new(cfg, &scratch.0.join("run"))?;
+            Box::new(move || t.train_step().map(|_| 1.0))
+        }
+        "cyclegan64_step" | "ugatit64_step" => {
+            // CycleGAN / U-GAT-IT at 64 px as in bench/pytorch_ref.py: batch 1, reference
+            // widths (ngf = ndf = 64; CycleGAN ResNet-6 and instance-norm PatchGANs; U-GAT-IT
+            // light G with 4 blocks, global 6 / local 4 layer Ds), the references' losses and
+            // optimizers; 256 random images per domain written as PNGs (no crop, no flip).
+            let kind = workload.trim_end_matches("64_step");
+            tch::manual_seed(0);
+            for side in ["trainA", "trainB"] {
+                let d = scratch.0.join("domains").join(side);
+                crate::error::IoContext::at(std::fs::create_dir_all(&d), &d)?;
+                for i in 0..256 {
+                    let x = tch::Tensor::rand([3, 64, 64], (tch::Kind::Float, tch::Device::Cpu))
+                        * 2
+                        - 1;
+                    crate::data::write_png(&d.join(format!("{i:03}.png")), &x)?;
+                }
+            }
+            let widths = if kind == "cyclegan" {
+                "[cyclegan.generator]\nngf = 64\nn_blocks = 6\n[cyclegan.discriminator]\nndf = 64\n"
+            } else {
+                "[ugatit.generator]\nngf = 64\n[ugatit.discriminator]\nndf = 64\n"
+            };
+            let mut cfg = TrainConfig::from_toml_str(
+                &format!("[task]\nkind = \"{kind}\"\n[run]\nbatch_size = 1\ndevice = \"cpu\"\n[{kind}.data]\nload_size = 64\nflip = false\n{widths}"),
+                std::path::Path::new(workload),
+            )?;
+            cfg.cyclegan.data.dir = scratch.0.join("domains");
+            cfg.ugatit.data.dir = scratch.0.join("domains");
             cfg.run.steps = 100_000_000;
             let mut t = Trainer::new(cfg, &scratch.0.join("run"))?;
             Box::new(move || t.train_step().map(|_| 1.0))

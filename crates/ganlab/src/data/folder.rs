@@ -46,7 +46,9 @@ fn decode_png(path: &Path) -> Result<Decoded> {
     let (w, h) = (info.width as usize, info.height as usize);
     let (channels, pixels) = match info.color_type {
         png::ColorType::Grayscale => (1, buf),
-        png::ColorType::GrayscaleAlpha => (1, buf.chunks(2).map(|p| over_white(p[0], p[1])).collect()),
+        png::ColorType::GrayscaleAlpha => {
+            (1, buf.chunks(2).map(|p| over_white(p[0], p[1])).collect())
+        }
         png::ColorType::Rgb => (3, buf),
         png::ColorType::Rgba => (
             3,

@@ -6,8 +6,8 @@ pub mod cifar;
 pub mod folder;
 pub mod idx;
 pub mod paired;
-pub mod unpaired;
 pub mod toy2d;
+pub mod unpaired;
 
 pub use cifar::load_cifar10;
 pub use folder::{grid, load_image_folder, write_png};

@@ -184,7 +184,10 @@ impl UnpairedDataConfig {
             Ok(x.upsample_bilinear2d([size, size], false, None, None)
                 .clamp(-1.0, 1.0))
         };
-        Ok((pick(self.class_a, "class_a")?, pick(self.class_b, "class_b")?))
+        Ok((
+            pick(self.class_a, "class_a")?,
+            pick(self.class_b, "class_b")?,
+        ))
     }
 }
 
@@ -305,7 +308,13 @@ impl ImagePool {
     /// Restores the images saved by [`ImagePool::to_tensor`] onto `device`; `shape` is one
     /// image's shape. Refuses more images than the capacity, another shape or non-finite
     /// values.
-    pub fn restore(&mut self, t: &Tensor, shape: &[i64], device: Device, what: &Path) -> Result<()> {
+    pub fn restore(
+        &mut self,
+        t: &Tensor,
+        shape: &[i64],
+        device: Device,
+        what: &Path,
+    ) -> Result<()> {
         let s = t.size();
         let bad = |m: String| Err(GanError::Input(format!("{}: {m}", what.display())));
         if s.len() != shape.len() + 1 || s[1..] != *shape || s[0] > self.size {
@@ -351,8 +360,15 @@ mod tests {
             let got = pool.query(&x).double_value(&[0, 0]);
             if got != v {
                 swapped += 1;
-                let k = before.iter().position(|&b| b == got).expect("a stored image");
-                assert_eq!(pool.images[k].double_value(&[0]), v, "new image takes its slot");
+                let k = before
+                    .iter()
+                    .position(|&b| b == got)
+                    .expect("a stored image");
+                assert_eq!(
+                    pool.images[k].double_value(&[0]),
+                    v,
+                    "new image takes its slot"
+                );
                 slot_hits[k] += 1.0;
             }
         }

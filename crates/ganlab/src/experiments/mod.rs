@@ -4,6 +4,7 @@ pub mod gaussians25;
 pub mod js_toy;
 pub mod pix2pix;
 pub mod refine;
+pub mod translation;
 
 /// Names accepted by `ganlab experiment`.
 pub const NAMES: &[&str] = &[
@@ -12,4 +13,5 @@ pub const NAMES: &[&str] = &[
     "refine-gaussians25",
     "refine-mnist",
     "pix2pix-openmoji",
+    "translation-emoji",
 ];

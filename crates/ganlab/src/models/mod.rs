@@ -7,8 +7,8 @@ pub mod dcgan;
 pub mod mlp;
 pub mod patchgan;
 pub mod resnet;
-pub mod ugatit;
 pub mod sngan;
+pub mod ugatit;
 pub mod unet;
 
 use tch::Tensor;

@@ -140,15 +140,22 @@ impl ResnetGenerator {
     /// `train` switches dropout (when enabled).
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let norm_relu = |h: Tensor| instance_norm(&h).relu();
-        let mut h = norm_relu(self.stem.forward_t(&x.reflection_pad2d([3, 3, 3, 3]), train));
+        let mut h = norm_relu(
+            self.stem
+                .forward_t(&x.reflection_pad2d([3, 3, 3, 3]), train),
+        );
         for d in &self.down {
             h = norm_relu(d.forward_t(&h, train));
         }
         for (c0, c1) in &self.blocks {
             let r = norm_relu(c0.forward_t(&h.reflection_pad2d([1, 1, 1, 1]), train));
-            let r = if self.dropout { r.dropout(0.5, train) } else { r };
+            let r = if self.dropout {
+                r.dropout(0.5, train)
+            } else {
+                r
+            };
             let r = instance_norm(&c1.forward_t(&r.reflection_pad2d([1, 1, 1, 1]), train));
-            h = h + r;
+            h += r;
         }
         for u in &self.up {
             h = norm_relu(u.forward_t(&h, train));

@@ -129,7 +129,14 @@ impl UgatitGeneratorConfig {
             down: (0..2)
                 .map(|i| {
                     let m = 1 << i;
-                    conv(&path / format!("down{i}"), ngf * m, ngf * m * 2, 3, 2, false)
+                    conv(
+                        &path / format!("down{i}"),
+                        ngf * m,
+                        ngf * m * 2,
+                        3,
+                        2,
+                        false,
+                    )
                 })
                 .collect(),
             enc: blocks("enc"),
@@ -144,7 +151,12 @@ impl UgatitGeneratorConfig {
                 .enumerate()
                 .map(|(i, (c0, c1))| {
                     let p = &path / format!("dec{i}");
-                    (c0, AdaIln::new(&p / "norm0", c), c1, AdaIln::new(&p / "norm1", c))
+                    (
+                        c0,
+                        AdaIln::new(&p / "norm0", c),
+                        c1,
+                        AdaIln::new(&p / "norm1", c),
+                    )
                 })
                 .collect(),
             up: (0..2)
@@ -322,7 +334,13 @@ impl UgatitDiscriminatorConfig {
 
     /// Builds a discriminator of `n_layers` under `path` for `c_in` channels; `with_t`:
     /// D(y, t).
-    pub fn init(&self, path: nn::Path, c_in: i64, n_layers: i64, with_t: bool) -> UgatitDiscriminator {
+    pub fn init(
+        &self,
+        path: nn::Path,
+        c_in: i64,
+        n_layers: i64,
+        with_t: bool,
+    ) -> UgatitDiscriminator {
         let ndf = self.ndf;
         let sn_conv = |p: nn::Path, i, o, stride, bias| {
             SnConv2d::new(
@@ -342,11 +360,23 @@ impl UgatitDiscriminatorConfig {
         let mut convs = vec![sn_conv(&path / "conv0", c_in, ndf, 2, true)];
         for i in 1..n_layers - 2 {
             let m = 1 << (i - 1);
-            convs.push(sn_conv(&path / format!("conv{i}"), ndf * m, ndf * m * 2, 2, true));
+            convs.push(sn_conv(
+                &path / format!("conv{i}"),
+                ndf * m,
+                ndf * m * 2,
+                2,
+                true,
+            ));
         }
         let m = 1 << (n_layers - 3);
         let c = ndf * m * 2;
-        convs.push(sn_conv(&path / format!("conv{}", n_layers - 2), ndf * m, c, 1, true));
+        convs.push(sn_conv(
+            &path / format!("conv{}", n_layers - 2),
+            ndf * m,
+            c,
+            1,
+            true,
+        ));
         let sn_lin = |p: nn::Path| SnLinear::new(p, c, 1, linear_cfg(false));
         UgatitDiscriminator {
             convs,
@@ -387,7 +417,7 @@ impl UgatitDiscriminator {
     pub fn forward(&self, y: &Tensor, t: &Tensor) -> CamOutput {
         let mut h = self.convs[0].forward(&pad(y, 1));
         if let Some(e) = &self.t_embed {
-            h = h + e.forward(t).unsqueeze(-1).unsqueeze(-1);
+            h += e.forward(t).unsqueeze(-1).unsqueeze(-1);
         }
         h = self.act.forward(&h);
         for conv in &self.convs[1..] {

@@ -154,7 +154,7 @@ mod tests {
         assert!((out - want).abs().max().double_value(&[]) < 1e-5);
         tch::no_grad(|| {
             let mut r = ada.rho.shallow_clone();
-            let _ = r.copy_(&Tensor::from_slice(&[-0.5f32, 0.5, 1.5]).view([1, 3, 1, 1]));
+            r.copy_(&Tensor::from_slice(&[-0.5f32, 0.5, 1.5]).view([1, 3, 1, 1]));
         });
         clip_rho(&vs);
         let r: Vec<f32> = Vec::try_from(ada.rho.reshape([-1])).unwrap();

@@ -336,7 +336,12 @@ impl Task for CycleGan {
         let shape = self.domains.image_shape();
         for (k, pool) in ["pool_b", "pool_a"].iter().zip(&mut self.pools) {
             if let Some(t) = crate::io::named(tensors, k) {
-                pool.restore(t, &shape, self.device, Path::new(&format!("checkpoint {k}")))?;
+                pool.restore(
+                    t,
+                    &shape,
+                    self.device,
+                    Path::new(&format!("checkpoint {k}")),
+                )?;
             }
         }
         Ok(())

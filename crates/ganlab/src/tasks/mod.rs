@@ -226,4 +226,4 @@ pub trait Translator {
 }
 
 #[cfg(test)]
-mod translation_tests;
+pub(crate) mod translation_tests;

@@ -97,7 +97,7 @@ fn loss_terms_by_hand() {
 }
 
 /// A tiny unpaired set: A smooth random images, B their colour inverse (different draws).
-pub(super) fn write_domains(dir: &Path, split: &str, n: i64, size: i64) {
+pub(crate) fn write_domains(dir: &Path, split: &str, n: i64, size: i64) {
     for (side, sign) in [("A", 1.0), ("B", -1.0)] {
         let d = dir.join(format!("{split}{side}"));
         std::fs::create_dir_all(&d).unwrap();
@@ -112,11 +112,9 @@ pub(super) fn write_domains(dir: &Path, split: &str, n: i64, size: i64) {
 }
 
 fn tiny(kind: &str, data: &Path, steps: u64) -> TrainConfig {
-    let mut cfg = TrainConfig::from_toml_str(
-        &format!("[task]\nkind = \"{kind}\"\n"),
-        Path::new("t"),
-    )
-    .unwrap();
+    let mut cfg =
+        TrainConfig::from_toml_str(&format!("[task]\nkind = \"{kind}\"\n"), Path::new("t"))
+            .unwrap();
     cfg.run.steps = steps;
     cfg.run.batch_size = 2;
     cfg.run.log_every = 1;
@@ -231,9 +229,18 @@ fn both_tasks_train_resume_and_translate() {
         let dgdir = tmp(&format!("{kind}-diffusion"));
         let mut t = Trainer::new(dg, &dgdir).unwrap();
         t.run(&mut Silent).unwrap();
-        assert!(t.rows().iter().all(|r| r.get("T") >= 5.0), "{kind}: T logged");
         assert!(
-            t.task().groups().get("d").var_store().variables().keys().any(|k| k.contains("t_embed")),
+            t.rows().iter().all(|r| r.get("T") >= 5.0),
+            "{kind}: T logged"
+        );
+        assert!(
+            t.task()
+                .groups()
+                .get("d")
+                .var_store()
+                .variables()
+                .keys()
+                .any(|k| k.contains("t_embed")),
             "{kind}: D takes t"
         );
         for d in [a, b, dgdir] {
@@ -267,8 +274,14 @@ fn rho_stays_in_unit_interval() {
         .flat_map(|(_, v)| Vec::<f32>::try_from(v.reshape([-1])).unwrap())
         .collect();
     assert!(!rhos.is_empty());
-    assert!(rhos.iter().all(|r| (0.0..=1.0).contains(r)), "ρ out of [0, 1]");
-    assert!(rhos.iter().any(|&r| r == 0.0 || r == 1.0), "the clamp never acted");
+    assert!(
+        rhos.iter().all(|r| (0.0..=1.0).contains(r)),
+        "ρ out of [0, 1]"
+    );
+    assert!(
+        rhos.iter().any(|&r| r == 0.0 || r == 1.0),
+        "the clamp never acted"
+    );
     for d in [data, dir] {
         let _ = std::fs::remove_dir_all(d);
     }

@@ -6,10 +6,10 @@
 //! 1. the four discriminators first (global and local, per domain; each returns patch logits
 //!    and CAM logits η_D): L_D = w_adv·Σ_D [(D(x) − 1)² + D(G(y))² + (η_D(x) − 1)² + η_D(G(y))²];
 //! 2. then both generators with the Ds frozen:
-//!    L_G = w_adv·Σ_D [(D(G(y)) − 1)² + (η_D(G(y)) − 1)²] + w_cyc·(|G_ba(G_ab(a)) − a|₁ + …)
-//!    + w_idt·(|G_ba(a) − a|₁ + |G_ab(b) − b|₁)
-//!    + w_cam·Σ_G [BCE(η_G(source image), 1) + BCE(η_G(target-domain image), 0)];
-//!    G's CAM tells its own domain's input (identity) from the other's (translation);
+//!    L_G = w_adv·Σ_D [(D(G(y)) − 1)² + (η_D(G(y)) − 1)²] + w_cyc·(|G_ba(G_ab(a)) − a|₁ + …) +
+//!    w_idt·(|G_ba(a) − a|₁ + |G_ab(b) − b|₁) +
+//!    w_cam·Σ_G [BCE(η_G(source image), 1) + BCE(η_G(target-domain image), 0)];
+//!    G's CAM tells the other domain's input (translation) from its own (identity);
 //! 3. every ρ of AdaILN and ILN is clamped to [0, 1] (`RhoClipper`).
 //!
 //! Weights 1 / 10 / 10 / 1000; Adam 1e-4, β (0.5, 0.999), weight decay 1e-4 (PyTorch's
@@ -17,7 +17,8 @@
 //! run then decaying linearly to ~0 (the reference subtracts lr₀/(iterations/2) per step after
 //! the half; our `linear` schedule is the same line to within one step). The fakes of the D
 //! update are those of the G update (G does not change in between; the reference recomputes
-//! them).
+//! them), and a D sees real and fake images in one batch (one spectral-norm power iteration
+//! per D update; the reference's two calls make two).
 //!
 //! With `[diffusion] enabled = true` every D input passes the Diffusion-GAN augment stage
 //! (the real and fake images a D pair of a domain sees share one t-list; the global and local
@@ -190,8 +191,18 @@ impl Ugatit {
         let with_t = cfg.diffusion.enabled;
         let pair = |dom: &str| {
             [
-                dc.init(d_vs.root() / format!("d_g{dom}"), ch, dc.global_layers, with_t),
-                dc.init(d_vs.root() / format!("d_l{dom}"), ch, dc.local_layers, with_t),
+                dc.init(
+                    d_vs.root() / format!("d_g{dom}"),
+                    ch,
+                    dc.global_layers,
+                    with_t,
+                ),
+                dc.init(
+                    d_vs.root() / format!("d_l{dom}"),
+                    ch,
+                    dc.local_layers,
+                    with_t,
+                ),
             ]
         };
         let d = [pair("a"), pair("b")];

@@ -8,8 +8,8 @@ use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
 use super::{Mode, Outputs, Section};
-use crate::diffusion::Diffusion;
 use crate::data::unpaired::{JitterSampler, UnpairedDataConfig};
+use crate::diffusion::Diffusion;
 use crate::error::{GanError, Result};
 use crate::metrics::eval::{evaluate, EvalOptions};
 use crate::train::step_seed;
@@ -281,7 +281,10 @@ impl Domains {
             crate::data::write_png(&dir.join(&file), &grid)?;
             sections.push(Section {
                 heading: format!("{} ({columns})", d.name()),
-                html: format!("<img src=\"{file}\" alt=\"{} probes: {columns}\">", d.name()),
+                html: format!(
+                    "<img src=\"{file}\" alt=\"{} probes: {columns}\">",
+                    d.name()
+                ),
             });
         }
         Ok(sections)
@@ -296,7 +299,10 @@ pub fn heatmap_image(h: &Tensor, size: i64) -> Tensor {
     let flat = h.detach().view([n, -1]);
     let (lo, hi) = (flat.amin(&[1i64][..], true), flat.amax(&[1i64][..], true));
     let u = (&flat - &lo) / (hi - lo + 1e-8);
-    (u.view_as(h).upsample_bilinear2d([size, size], false, None, None) * 2.0 - 1.0)
+    (u.view_as(h)
+        .upsample_bilinear2d([size, size], false, None, None)
+        * 2.0
+        - 1.0)
         .clamp(-1.0, 1.0)
 }
 
@@ -305,7 +311,11 @@ pub fn heatmap_image(h: &Tensor, size: i64) -> Tensor {
 /// 0.5 is the boundary).
 pub fn lsgan_sign_sum(pred_real: &Tensor) -> f64 {
     let n = pred_real.size()[0];
-    (pred_real.detach().view([n, -1]).mean_dim(1, false, Kind::Float) - 0.5)
+    (pred_real
+        .detach()
+        .view([n, -1])
+        .mean_dim(1, false, Kind::Float)
+        - 0.5)
         .sign()
         .sum(Kind::Float)
         .double_value(&[])

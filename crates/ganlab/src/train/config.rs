@@ -63,9 +63,9 @@ impl TaskKind {
             TaskKind::Cyclegan,
             TaskKind::Ugatit,
         ]
-            .iter()
-            .flat_map(|k| k.sections().iter().copied())
-            .collect()
+        .iter()
+        .flat_map(|k| k.sections().iter().copied())
+        .collect()
     }
 
     /// The name written in `[task] kind`.
@@ -711,18 +711,26 @@ mod shipped_configs {
     }
 
     /// docs/CONFIG.md shows the defaults with every field, exactly as a run writes them: the
-    /// GAN task's (block 1) and pix2pix's (block 2). `GANLAB_UPDATE_DOCS=1 cargo test
+    /// GAN task's (block 1), then pix2pix's, CycleGAN's and U-GAT-IT's. `GANLAB_UPDATE_DOCS=1 cargo test
     /// config_reference` rewrites the blocks from the code.
     #[test]
     fn config_reference_matches_default() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/CONFIG.md");
         let doc = std::fs::read_to_string(&path).unwrap();
-        let want = [
-            TrainConfig::default().to_toml(),
-            pix2pix_default().to_toml(),
-        ];
+        let mut want = vec![TrainConfig::default().to_toml()];
+        for kind in ["pix2pix", "cyclegan", "ugatit"] {
+            let text = format!("[task]\nkind = \"{kind}\"\n");
+            want.push(
+                TrainConfig::from_toml_str(&text, Path::new("x.toml"))
+                    .unwrap()
+                    .to_toml(),
+            );
+        }
         let mut parts: Vec<String> = doc.split("```toml\n").map(str::to_string).collect();
-        assert!(parts.len() >= 3, "two toml blocks in docs/CONFIG.md");
+        assert!(
+            parts.len() > want.len(),
+            "a toml block per task in docs/CONFIG.md"
+        );
         if std::env::var_os("GANLAB_UPDATE_DOCS").is_some() {
             for (i, w) in want.iter().enumerate() {
                 let rest = parts[i + 1].split_once("```").map(|(_, r)| r.to_string());

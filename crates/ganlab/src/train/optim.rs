@@ -379,35 +379,38 @@ mod tests {
             (vs, net)
         };
         for wd in [0.0, 0.1] {
-        let (vs1, net1) = build(1);
-        let (vs2, net2) = build(1);
-        let cfg = OptimizerConfig {
-            weight_decay: wd,
-            ..OptimizerConfig::adam(1e-2)
-        };
-        let mut ours = FlatOptimizer::new(cfg, vs1.trainable_variables()).unwrap();
-        let mut theirs = nn::Adam {
-            beta1: 0.5,
-            beta2: 0.999,
-            wd,
-            eps: 1e-8,
-            amsgrad: false,
-        }
-        .build(&vs2, 1e-2)
-        .unwrap();
-        let x = Tensor::randn([16, 3], (Kind::Float, tch::Device::Cpu));
-        for _ in 0..20 {
-            ours.zero_grad();
-            net1.forward(&x).square().mean(Kind::Float).backward();
-            ours.step();
-            theirs.zero_grad();
-            net2.forward(&x).square().mean(Kind::Float).backward();
-            theirs.step();
-        }
-        let a = net1.forward(&x);
-        let b = net2.forward(&x);
-        let diff = (a - b).abs().max().double_value(&[]);
-        assert!(diff < 1e-5, "weight decay {wd}: max |ours - libtorch| = {diff}");
+            let (vs1, net1) = build(1);
+            let (vs2, net2) = build(1);
+            let cfg = OptimizerConfig {
+                weight_decay: wd,
+                ..OptimizerConfig::adam(1e-2)
+            };
+            let mut ours = FlatOptimizer::new(cfg, vs1.trainable_variables()).unwrap();
+            let mut theirs = nn::Adam {
+                beta1: 0.5,
+                beta2: 0.999,
+                wd,
+                eps: 1e-8,
+                amsgrad: false,
+            }
+            .build(&vs2, 1e-2)
+            .unwrap();
+            let x = Tensor::randn([16, 3], (Kind::Float, tch::Device::Cpu));
+            for _ in 0..20 {
+                ours.zero_grad();
+                net1.forward(&x).square().mean(Kind::Float).backward();
+                ours.step();
+                theirs.zero_grad();
+                net2.forward(&x).square().mean(Kind::Float).backward();
+                theirs.step();
+            }
+            let a = net1.forward(&x);
+            let b = net2.forward(&x);
+            let diff = (a - b).abs().max().double_value(&[]);
+            assert!(
+                diff < 1e-5,
+                "weight decay {wd}: max |ours - libtorch| = {diff}"
+            );
         }
     }
 

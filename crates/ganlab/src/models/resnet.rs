@@ -139,7 +139,9 @@ impl ResnetGenerator {
     /// Translates `x` [n, c_in, H, W] (H, W multiples of 4) to [n, c_out, H, W] in [−1, 1];
     /// `train` switches dropout (when enabled).
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let norm_relu = |h: Tensor| instance_norm(&h).relu();
+        // ReLU in place on the norm's output, as the reference's nn.ReLU(True): instance
+        // norm's backward needs its input, not its output, so nothing autograd saved changes.
+        let norm_relu = |h: Tensor| instance_norm(&h).relu_();
         let mut h = norm_relu(
             self.stem
                 .forward_t(&x.reflection_pad2d([3, 3, 3, 3]), train),
@@ -155,7 +157,8 @@ impl ResnetGenerator {
                 r
             };
             let r = instance_norm(&c1.forward_t(&r.reflection_pad2d([1, 1, 1, 1]), train));
-            h += r;
+            // Out of place: `+=` on a Tensor is add_, and the reflection pad saved h.
+            h = &h + r;
         }
         for u in &self.up {
             h = norm_relu(u.forward_t(&h, train));

@@ -417,7 +417,7 @@ impl UgatitDiscriminator {
     pub fn forward(&self, y: &Tensor, t: &Tensor) -> CamOutput {
         let mut h = self.convs[0].forward(&pad(y, 1));
         if let Some(e) = &self.t_embed {
-            h += e.forward(t).unsqueeze(-1).unsqueeze(-1);
+            h = &h + e.forward(t).unsqueeze(-1).unsqueeze(-1);
         }
         h = self.act.forward(&h);
         for conv in &self.convs[1..] {

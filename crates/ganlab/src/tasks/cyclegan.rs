@@ -29,7 +29,7 @@ use tch::{nn, Device, Tensor};
 use super::unpaired::{l1, lsgan_sign_sum, mse, Direction, Domains};
 use super::{Curve, Mode, Outputs, Scalars, StepContext, Task, Translator};
 use crate::data::unpaired::{ImagePool, UnpairedDataConfig};
-use crate::diffusion::{Diffusion, DiffusionState};
+use crate::diffusion::Diffusion;
 use crate::error::{GanError, Result};
 use crate::models::patchgan::{PatchGan, PatchGanConfig, PatchNorm};
 use crate::models::resnet::{ResnetConfig, ResnetGenerator};
@@ -137,12 +137,6 @@ impl CycleGanConfig {
     }
 }
 
-/// The resumable state besides the pools' images.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct CycleGanState {
-    diffusion: DiffusionState,
-}
-
 /// The CycleGAN task (see module docs).
 #[derive(Debug)]
 pub struct CycleGan {
@@ -224,9 +218,18 @@ impl CycleGan {
     /// and D's votes on the real ones.
     fn d_loss(&mut self, k: usize, real: &Tensor, fake: &Tensor) -> Result<(Tensor, f64)> {
         let m = real.size()[0];
+        let n = fake.size()[0];
         let (yy, t) = self.diffusion.augment(&[real, fake])?;
-        let pr = self.d[k].forward(&yy.narrow(0, 0, m), &t);
-        let pf = self.d[k].forward(&yy.narrow(0, m, fake.size()[0]), &t);
+        let (pr, pf) = if self.cfg.cyclegan.discriminator.norm == PatchNorm::Instance {
+            // Per-image normalisation: real and fake in one pass, as two passes would score.
+            let p = self.d[k].forward(&yy, &Tensor::cat(&[&t, &t], 0));
+            (p.narrow(0, 0, m), p.narrow(0, m, n))
+        } else {
+            (
+                self.d[k].forward(&yy.narrow(0, 0, m), &t),
+                self.d[k].forward(&yy.narrow(0, m, n), &t),
+            )
+        };
         Ok(((mse(&pr, 1.0) + mse(&pf, 0.0)) * 0.5, lsgan_sign_sum(&pr)))
     }
 }
@@ -248,10 +251,28 @@ impl Task for CycleGan {
         let c = self.cfg.cyclegan.clone();
         let m = self.cfg.run.batch_size;
         let (a, b) = self.domains.sample(m)?;
-        // G_A and G_B with both Ds frozen.
-        let fake_b = self.g[0].forward_t(&a, true);
-        let rec_a = self.g[1].forward_t(&fake_b, true);
-        let fake_a = self.g[1].forward_t(&b, true);
+        // G_A and G_B with both Ds frozen. The generators normalise per image (instance
+        // norm), so the reference's six calls run as three batched ones with the same result:
+        // G_A([a, b]) → fake_B, idt_A; G_B([b, a, fake_B]) → fake_A, idt_B, rec_A; G_A(fake_A).
+        let idt = c.lambda_identity > 0.0;
+        let split = |y: Tensor, parts: i64| -> Vec<Tensor> {
+            y.split(m, 0).into_iter().take(parts as usize).collect()
+        };
+        let in_a = if idt {
+            Tensor::cat(&[&a, &b], 0)
+        } else {
+            a.shallow_clone()
+        };
+        let out_a = split(self.g[0].forward_t(&in_a, true), 2);
+        let fake_b = out_a[0].shallow_clone();
+        let in_b = if idt {
+            Tensor::cat(&[&b, &a, &fake_b], 0)
+        } else {
+            Tensor::cat(&[&b, &fake_b], 0)
+        };
+        let out_b = split(self.g[1].forward_t(&in_b, true), 3);
+        let fake_a = out_b[0].shallow_clone();
+        let rec_a = out_b.last().expect("three outputs").shallow_clone();
         let rec_b = self.g[0].forward_t(&fake_a, true);
         self.groups.get("d").opt().set_requires_grad(false);
         let (yb, tb) = self.diffusion.augment(&[&fake_b])?;
@@ -262,9 +283,9 @@ impl Task for CycleGan {
         let cycle_b = l1(&rec_b, &b) * c.lambda_b;
         let mut loss_g = &gan_a + &gan_b + &cycle_a + &cycle_b;
         let mut s = Scalars::new();
-        if c.lambda_identity > 0.0 {
-            let idt_a = l1(&self.g[0].forward_t(&b, true), &b) * (c.lambda_b * c.lambda_identity);
-            let idt_b = l1(&self.g[1].forward_t(&a, true), &a) * (c.lambda_a * c.lambda_identity);
+        if idt {
+            let idt_a = l1(&out_a[1], &b) * (c.lambda_b * c.lambda_identity);
+            let idt_b = l1(&out_b[1], &a) * (c.lambda_a * c.lambda_identity);
             s.push("loss_idt_a", idt_a.double_value(&[]));
             s.push("loss_idt_b", idt_b.double_value(&[]));
             loss_g += idt_a + idt_b;
@@ -303,24 +324,16 @@ impl Task for CycleGan {
     }
 
     fn end_step(&mut self) -> Scalars {
-        if !self.cfg.diffusion.enabled {
-            return Scalars::new();
-        }
-        self.diffusion
-            .end_minibatch(self.cfg.run.batch_size as usize);
-        super::controller_scalars(&self.diffusion)
+        let on = self.cfg.diffusion.enabled;
+        super::diffusion_end_step(&mut self.diffusion, on, self.cfg.run.batch_size)
     }
 
     fn state(&self) -> Result<serde_json::Value> {
-        Ok(serde_json::to_value(CycleGanState {
-            diffusion: self.diffusion.state().clone(),
-        })?)
+        super::diffusion_state(&self.diffusion)
     }
 
     fn restore(&mut self, state: serde_json::Value) -> Result<()> {
-        let s: CycleGanState = serde_json::from_value(state)
-            .map_err(|e| GanError::Input(format!("checkpoint state of cyclegan: {e}")))?;
-        self.diffusion = Diffusion::restore(self.cfg.diffusion.clone(), s.diffusion)?;
+        self.diffusion = super::restore_diffusion(&self.cfg.diffusion, state, "cyclegan")?;
         Ok(())
     }
 
@@ -399,19 +412,16 @@ impl Task for CycleGan {
     }
 }
 
-impl Translator for CycleGan {
-    fn directions(&self) -> Vec<&'static str> {
-        vec!["a2b", "b2a"]
+impl super::unpaired::UnpairedTask for CycleGan {
+    fn domains(&self) -> &Domains {
+        &self.domains
     }
 
-    fn input_shape(&self, direction: &str) -> Result<[i64; 3]> {
-        Direction::parse(direction)?;
-        Ok(self.domains.image_shape())
+    fn device(&self) -> Device {
+        self.device
     }
 
-    fn translate(&self, x: &Tensor, direction: &str) -> Result<Tensor> {
-        let d = Direction::parse(direction)?;
-        self.domains.check_input(x)?;
-        Ok(self.translate_dir(&x.to_device(self.device), d))
+    fn translate_dir(&self, x: &Tensor, d: Direction) -> Tensor {
+        CycleGan::translate_dir(self, x, d)
     }
 }

@@ -155,6 +155,43 @@ pub fn controller_scalars(d: &crate::diffusion::Diffusion) -> Scalars {
         .with("r_d", d.last_r_d().unwrap_or(f64::NAN))
 }
 
+/// The resumable state of a task whose only per-step state is its diffusion controller
+/// (pix2pix, CycleGAN, U-GAT-IT), as state.json holds it: `{diffusion}`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct DiffusionOnlyState {
+    diffusion: crate::diffusion::DiffusionState,
+}
+
+/// [`Task::state`] of such a task.
+pub fn diffusion_state(d: &crate::diffusion::Diffusion) -> Result<serde_json::Value> {
+    Ok(serde_json::to_value(DiffusionOnlyState {
+        diffusion: d.state().clone(),
+    })?)
+}
+
+/// [`Task::restore`] of such a task: the controller rebuilt from `state`, every field
+/// validated; `kind` names the task in errors.
+pub fn restore_diffusion(
+    cfg: &crate::diffusion::DiffusionConfig,
+    state: serde_json::Value,
+    kind: &str,
+) -> Result<crate::diffusion::Diffusion> {
+    let s: DiffusionOnlyState = serde_json::from_value(state)
+        .map_err(|e| GanError::Input(format!("checkpoint state of {kind}: {e}")))?;
+    crate::diffusion::Diffusion::restore(cfg.clone(), s.diffusion)
+}
+
+/// [`Task::end_step`] of a task with the augment stage in front of its D(s): the controller
+/// counts one minibatch of `m` images and the step logs T, p and r_d (nothing when `on` is
+/// false).
+pub fn diffusion_end_step(d: &mut crate::diffusion::Diffusion, on: bool, m: i64) -> Scalars {
+    if !on {
+        return Scalars::new();
+    }
+    d.end_minibatch(m as usize);
+    controller_scalars(d)
+}
+
 /// Builds the task `cfg.task.kind` names: the one place that lists task kinds.
 pub fn build(cfg: &TrainConfig, mode: Mode) -> Result<Box<dyn Task>> {
     Ok(match cfg.task.kind {

@@ -23,7 +23,7 @@ use tch::{nn, Device, Kind, Tensor};
 
 use super::{Curve, Mode, Outputs, Scalars, Section, StepContext, Task, Translator};
 use crate::data::paired::{has_split, load_paired, PairedLayout, PairedSampler};
-use crate::diffusion::{Diffusion, DiffusionState};
+use crate::diffusion::Diffusion;
 use crate::error::{GanError, Result};
 use crate::models::patchgan::{PatchGan, PatchGanConfig};
 use crate::models::unet::{UnetConfig, UnetGenerator};
@@ -218,12 +218,6 @@ impl Pix2pixConfig {
         self.optim.g.validate(&format!("{prefix}.optim.g"))?;
         self.optim.d.validate(&format!("{prefix}.optim.d"))
     }
-}
-
-/// The resumable state of pix2pix.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Pix2pixState {
-    diffusion: DiffusionState,
 }
 
 /// ℓ(logits, target) for the configured loss (mean over patches and batch).
@@ -453,24 +447,16 @@ impl Task for Pix2pix {
     }
 
     fn end_step(&mut self) -> Scalars {
-        if !self.cfg.diffusion.enabled || self.d.is_none() {
-            return Scalars::new();
-        }
-        self.diffusion
-            .end_minibatch(self.cfg.run.batch_size as usize);
-        super::controller_scalars(&self.diffusion)
+        let on = self.cfg.diffusion.enabled && self.d.is_some();
+        super::diffusion_end_step(&mut self.diffusion, on, self.cfg.run.batch_size)
     }
 
     fn state(&self) -> Result<serde_json::Value> {
-        Ok(serde_json::to_value(Pix2pixState {
-            diffusion: self.diffusion.state().clone(),
-        })?)
+        super::diffusion_state(&self.diffusion)
     }
 
     fn restore(&mut self, state: serde_json::Value) -> Result<()> {
-        let s: Pix2pixState = serde_json::from_value(state)
-            .map_err(|e| GanError::Input(format!("checkpoint state of pix2pix: {e}")))?;
-        self.diffusion = Diffusion::restore(self.cfg.diffusion.clone(), s.diffusion)?;
+        self.diffusion = super::restore_diffusion(&self.cfg.diffusion, state, "pix2pix")?;
         Ok(())
     }
 

@@ -34,7 +34,7 @@ use tch::{nn, Device, Kind, Tensor};
 use super::unpaired::{heatmap_image, l1, lsgan_sign_sum, mse, Direction, Domains};
 use super::{Curve, Mode, Outputs, Scalars, StepContext, Task, Translator};
 use crate::data::unpaired::UnpairedDataConfig;
-use crate::diffusion::{Diffusion, DiffusionState};
+use crate::diffusion::Diffusion;
 use crate::error::{GanError, Result};
 use crate::models::ugatit::{
     UgatitDiscriminator, UgatitDiscriminatorConfig, UgatitGenerator, UgatitGeneratorConfig,
@@ -142,12 +142,6 @@ impl UgatitConfig {
         self.optim.g.validate(&format!("{prefix}.optim.g"))?;
         self.optim.d.validate(&format!("{prefix}.optim.d"))
     }
-}
-
-/// The resumable state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct UgatitState {
-    diffusion: DiffusionState,
 }
 
 /// BCE with logits against an all-`target` label (mean).
@@ -346,24 +340,16 @@ impl Task for Ugatit {
     }
 
     fn end_step(&mut self) -> Scalars {
-        if !self.cfg.diffusion.enabled {
-            return Scalars::new();
-        }
-        self.diffusion
-            .end_minibatch(self.cfg.run.batch_size as usize);
-        super::controller_scalars(&self.diffusion)
+        let on = self.cfg.diffusion.enabled;
+        super::diffusion_end_step(&mut self.diffusion, on, self.cfg.run.batch_size)
     }
 
     fn state(&self) -> Result<serde_json::Value> {
-        Ok(serde_json::to_value(UgatitState {
-            diffusion: self.diffusion.state().clone(),
-        })?)
+        super::diffusion_state(&self.diffusion)
     }
 
     fn restore(&mut self, state: serde_json::Value) -> Result<()> {
-        let s: UgatitState = serde_json::from_value(state)
-            .map_err(|e| GanError::Input(format!("checkpoint state of ugatit: {e}")))?;
-        self.diffusion = Diffusion::restore(self.cfg.diffusion.clone(), s.diffusion)?;
+        self.diffusion = super::restore_diffusion(&self.cfg.diffusion, state, "ugatit")?;
         Ok(())
     }
 
@@ -424,19 +410,16 @@ impl Task for Ugatit {
     }
 }
 
-impl Translator for Ugatit {
-    fn directions(&self) -> Vec<&'static str> {
-        vec!["a2b", "b2a"]
+impl super::unpaired::UnpairedTask for Ugatit {
+    fn domains(&self) -> &Domains {
+        &self.domains
     }
 
-    fn input_shape(&self, direction: &str) -> Result<[i64; 3]> {
-        Direction::parse(direction)?;
-        Ok(self.domains.image_shape())
+    fn device(&self) -> Device {
+        self.device
     }
 
-    fn translate(&self, x: &Tensor, direction: &str) -> Result<Tensor> {
-        let d = Direction::parse(direction)?;
-        self.domains.check_input(x)?;
-        Ok(self.translate_dir(&x.to_device(self.device), d))
+    fn translate_dir(&self, x: &Tensor, d: Direction) -> Tensor {
+        Ugatit::translate_dir(self, x, d)
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use tch::{Device, Kind, Tensor};
 
-use super::{Mode, Outputs, Section};
+use super::{Mode, Outputs, Section, Translator};
 use crate::data::unpaired::{JitterSampler, UnpairedDataConfig};
 use crate::diffusion::Diffusion;
 use crate::error::{GanError, Result};
@@ -381,4 +381,32 @@ pub fn finish(
         summary.insert("final_T".into(), diffusion.t_cur().into());
     }
     Ok(Outputs { summary, sections })
+}
+
+/// What an unpaired task exposes for translation; every such task is a [`Translator`] of
+/// both directions through it.
+pub trait UnpairedTask {
+    /// The task's data and image shape.
+    fn domains(&self) -> &Domains;
+    /// The device of the networks.
+    fn device(&self) -> Device;
+    /// G(x) for direction `d`, no gradient, EMA weights where kept.
+    fn translate_dir(&self, x: &Tensor, d: Direction) -> Tensor;
+}
+
+impl<T: UnpairedTask> Translator for T {
+    fn directions(&self) -> Vec<&'static str> {
+        Direction::BOTH.iter().map(|d| d.name()).collect()
+    }
+
+    fn input_shape(&self, direction: &str) -> Result<[i64; 3]> {
+        Direction::parse(direction)?;
+        Ok(self.domains().image_shape())
+    }
+
+    fn translate(&self, x: &Tensor, direction: &str) -> Result<Tensor> {
+        let d = Direction::parse(direction)?;
+        self.domains().check_input(x)?;
+        Ok(self.translate_dir(&x.to_device(self.device()), d))
+    }
 }

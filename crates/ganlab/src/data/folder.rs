@@ -286,6 +286,16 @@ pub fn grid(images: &Tensor, cols: i64, pad: i64) -> Result<Tensor> {
 mod tests {
     use super::*;
 
+    /// Transparency over white, by hand: a fully transparent pixel is white whatever its
+    /// colour, an opaque one keeps it, half-transparent black is (255·127 + 127)/255 → 127.
+    #[test]
+    fn alpha_is_composited_on_white() {
+        assert_eq!(over_white(0, 0), 255);
+        assert_eq!(over_white(10, 255), 10);
+        assert_eq!(over_white(0, 128), 127);
+        assert_eq!(over_white(200, 128), 227);
+    }
+
     /// PNG round trip (grey and RGB, values survive 8-bit quantisation exactly), a grid's
     /// geometry, folder loading with resize/crop, mixed sizes without a size, and corrupt
     /// files as clear errors.

@@ -391,8 +391,8 @@ mod tests {
         assert!(ImagePool::new(0).query(&x).equal(&x));
     }
 
-    /// Folders and classes both load two domains; a missing folder names it; a class with
-    /// no images names the field.
+    /// Folders and classes both load two domains (classes: the right images, by value); a
+    /// missing folder names it; a class with no images names the field.
     #[test]
     fn sources() {
         let _rng = crate::test_rng_lock();
@@ -416,6 +416,34 @@ mod tests {
         assert!(e.to_string().contains("testA"), "{e}");
         let s = JitterSampler::new(a, 6, true);
         assert_eq!(s.sample(5, Device::Cpu).size(), vec![5, 3, 6, 6]);
+        // Classes of a labelled IDX set: 6 images 4×4, labels 0 1 2 0 1 2 (image i has value i).
+        let idx = dir.join("idx");
+        std::fs::create_dir_all(&idx).unwrap();
+        let mut images = vec![0u8, 0, 8, 3, 0, 0, 0, 6, 0, 0, 0, 4, 0, 0, 0, 4];
+        for i in 0..6u8 {
+            images.extend(std::iter::repeat_n(i * 40, 16));
+        }
+        std::fs::write(idx.join("train-images-idx3-ubyte"), images).unwrap();
+        let mut labels = vec![0u8, 0, 8, 1, 0, 0, 0, 6];
+        labels.extend([0, 1, 2, 0, 1, 2]);
+        std::fs::write(idx.join("train-labels-idx1-ubyte"), labels).unwrap();
+        let cfg = UnpairedDataConfig {
+            dir: idx.clone(),
+            source: UnpairedSource::Classes,
+            class_a: 1,
+            class_b: 2,
+            channels: 1,
+            ..Default::default()
+        };
+        let (a, b) = cfg.load("train", 8).unwrap();
+        assert_eq!((a.size(), b.size()), (vec![2, 1, 8, 8], vec![2, 1, 8, 8]));
+        // Image 1 (value 40) is the first of class 1, image 2 (80) the first of class 2.
+        let v = |x: &Tensor| (x.double_value(&[0, 0, 0, 0]) + 1.0) * 127.5;
+        assert!((v(&a) - 40.0).abs() < 0.5 && (v(&b) - 80.0).abs() < 0.5);
+        let e = UnpairedDataConfig { class_b: 7, ..cfg }
+            .load("train", 8)
+            .unwrap_err();
+        assert!(e.to_string().contains("class_b"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -63,15 +63,7 @@ pub fn describe(a: DescribeArgs) -> anyhow::Result<()> {
     for g in task.groups().iter() {
         let layers = g.layers();
         total += g.numel();
-        // Networks: the first path component under the group.
-        let mut nets: Vec<(String, i64)> = Vec::new();
-        for l in &layers {
-            let net = l.layer.split('.').take(2).collect::<Vec<_>>().join(".");
-            match nets.iter_mut().find(|(n, _)| *n == net) {
-                Some((_, p)) => *p += l.params,
-                None => nets.push((net, l.params)),
-            }
-        }
+        let nets = networks(&layers);
         groups.push(serde_json::json!({
             "group": g.name(),
             "params": g.numel(),
@@ -91,6 +83,13 @@ pub fn describe(a: DescribeArgs) -> anyhow::Result<()> {
             g.name(),
             fmt_count(g.numel())
         );
+        let layers = g.layers();
+        let nets = networks(&layers);
+        if !nets.is_empty() {
+            for (n, p) in &nets {
+                println!("  network {:<20} {:>14}", n, fmt_count(*p));
+            }
+        }
         if a.layers {
             for l in g.layers() {
                 let shapes: Vec<String> = l
@@ -109,6 +108,28 @@ pub fn describe(a: DescribeArgs) -> anyhow::Result<()> {
     }
     println!("total      {:>14} parameters", fmt_count(total));
     Ok(())
+}
+
+/// Parameters per network of a group that holds several: by convention such a group names
+/// them `<group>_<suffix>` (`g.g_a.model.1` is in network `g.g_a`, `d.d_gb.cam` in `d.d_gb`).
+/// A group with one network (the GAN task's `g.up0`, pix2pix's `g.block0`) gets no entries.
+fn networks(layers: &[ganlab::train::networks::LayerSummary]) -> Vec<(String, i64)> {
+    let mut nets: Vec<(String, i64)> = Vec::new();
+    for l in layers {
+        let mut parts = l.layer.split('.');
+        let (Some(group), Some(net)) = (parts.next(), parts.next()) else {
+            return Vec::new();
+        };
+        if !net.starts_with(&format!("{group}_")) {
+            return Vec::new();
+        }
+        let net = format!("{group}.{net}");
+        match nets.iter_mut().find(|(n, _)| *n == net) {
+            Some((_, p)) => *p += l.params,
+            None => nets.push((net, l.params)),
+        }
+    }
+    nets
 }
 
 /// 54414211 → "54,414,211".

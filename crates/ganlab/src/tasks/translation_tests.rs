@@ -158,7 +158,8 @@ fn tiny(kind: &str, data: &Path, steps: u64) -> TrainConfig {
     cfg
 }
 
-/// Each task end to end on a tiny set: run directory (per-direction grids, test cycle L1 in
+/// Each task end to end on a tiny set: L_G equals the sum of its logged terms; run
+/// directory (per-direction grids, test cycle L1 in
 /// eval.jsonl, FID/KID per direction in summary.json when the Inception is fetched, report),
 /// a bit-identical resume from a checkpoint taken with a full, swapping image pool (CycleGAN)
 /// and with ρ clipping (U-GAT-IT), translation both ways through the run handle; with
@@ -187,6 +188,26 @@ fn both_tasks_train_resume_and_translate() {
             assert!(a.join(f).is_file(), "{kind}: {f} missing");
         }
         assert_eq!(full.evals().len(), 2);
+        // L_G is the sum of its logged, weighted terms (relative tolerance 1e-5, float32).
+        let row = &full.rows()[0];
+        let parts: &[&str] = if kind == "cyclegan" {
+            &[
+                "loss_g_a",
+                "loss_g_b",
+                "loss_cycle_a",
+                "loss_cycle_b",
+                "loss_idt_a",
+                "loss_idt_b",
+            ]
+        } else {
+            &["loss_g_adv", "loss_cycle", "loss_identity", "loss_cam"]
+        };
+        let sum: f64 = parts.iter().map(|k| row.get(k)).sum();
+        let total = row.get("loss_g");
+        assert!(
+            (sum - total).abs() < 1e-5 * total.abs().max(1.0),
+            "{kind}: {sum} vs {total}"
+        );
         assert!(full.evals()[0].get("test_cycle_a2b").is_finite());
         if inception.is_file() {
             for k in ["fid_a2b", "fid_b2a", "kid_a2b", "kid_b2a"] {

@@ -453,23 +453,7 @@ impl Diffusion {
             a.push(self.sqrt_ab[ti] as f32);
             b.push((self.sqrt_one_minus_ab[ti] * self.cfg.sigma) as f32);
         }
-        let mut shape = vec![n];
-        shape.extend(std::iter::repeat_n(1, x.dim() - 1));
-        let opts = (x.kind(), x.device());
-        let a = Tensor::from_slice(&a)
-            .to_kind(opts.0)
-            .to_device(opts.1)
-            .view(shape.as_slice());
-        let b = Tensor::from_slice(&b)
-            .to_kind(opts.0)
-            .to_device(opts.1)
-            .view(shape.as_slice());
-        // ε·b + x·a in place on ε: two kernels and one allocation (measured in the
-        // diffusion_noise benchmark; the out-of-place form allocates three batch-sized tensors).
-        let mut y = x.randn_like();
-        y *= &b;
-        let _ = y.addcmul_(x, &a);
-        Ok(y)
+        Ok(schedule::q_sample(x, x.randn_like(), &a, &b))
     }
 
     /// Records D's output signs on a real minibatch: `sign_sum` = Σ sign(·), over `count` samples.

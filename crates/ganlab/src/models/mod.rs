@@ -2,10 +2,13 @@
 //! generator and discriminator implementing [`Generator`] and [`Discriminator`], so the
 //! trainer runs any of them unchanged.
 
+pub mod autoencoder;
 pub mod conditional;
 pub mod dcgan;
+pub mod latent_unet;
 pub mod mlp;
 pub mod patchgan;
+pub mod perceptual;
 pub mod resnet;
 pub mod sngan;
 pub mod ugatit;

@@ -10,7 +10,9 @@
 //! Adding a task: its file(s) here, a variant of [`crate::train::config::TaskKind`] with its
 //! config section, and one line in [`build`].
 
+pub mod autoencoder;
 pub mod cyclegan;
+pub mod ddpm;
 pub mod gan;
 pub mod pix2pix;
 pub mod ugatit;
@@ -144,6 +146,14 @@ pub trait Task: std::fmt::Debug {
     fn translator(&self) -> Option<&dyn Translator> {
         None
     }
+    /// Image ↔ latent, for autoencoder runs (LaDiffGAN's E_d).
+    fn codec(&self) -> Option<&dyn autoencoder::LatentCodec> {
+        None
+    }
+    /// ε_θ(z_t, t), for latent DDPM runs.
+    fn denoiser(&self) -> Option<&dyn ddpm::LatentDenoiser> {
+        None
+    }
 }
 
 /// The diffusion controller's state as logged scalars: T, p and r_d (NaN before the first
@@ -199,6 +209,8 @@ pub fn build(cfg: &TrainConfig, mode: Mode) -> Result<Box<dyn Task>> {
         TaskKind::Pix2pix => Box::new(pix2pix::Pix2pix::new(cfg, mode)?),
         TaskKind::Cyclegan => Box::new(cyclegan::CycleGan::new(cfg, mode)?),
         TaskKind::Ugatit => Box::new(ugatit::Ugatit::new(cfg, mode)?),
+        TaskKind::Autoencoder => Box::new(autoencoder::AutoencoderTask::new(cfg, mode)?),
+        TaskKind::Ddpm => Box::new(ddpm::Ddpm::new(cfg, mode)?),
     })
 }
 
@@ -264,3 +276,6 @@ pub trait Translator {
 
 #[cfg(test)]
 pub(crate) mod translation_tests;
+
+#[cfg(test)]
+mod latent_tests;

@@ -22,7 +22,9 @@ use crate::models::dcgan::DcganConfig;
 use crate::models::mlp::MlpConfig;
 use crate::models::sngan::SnganConfig;
 use crate::objectives::ObjectiveConfig;
+use crate::tasks::autoencoder::AutoencoderTaskConfig;
 use crate::tasks::cyclegan::CycleGanConfig;
+use crate::tasks::ddpm::DdpmConfig;
 use crate::tasks::pix2pix::Pix2pixConfig;
 use crate::tasks::ugatit::UgatitConfig;
 
@@ -42,6 +44,10 @@ pub enum TaskKind {
     /// Unpaired translation with attention and AdaLIN (`crate::tasks::ugatit`; section
     /// ugatit).
     Ugatit,
+    /// LaDiffGAN's per-domain autoencoder (`crate::tasks::autoencoder`; section autoencoder).
+    Autoencoder,
+    /// LaDiffGAN's latent DDPM (`crate::tasks::ddpm`; section ddpm).
+    Ddpm,
 }
 
 impl TaskKind {
@@ -52,6 +58,8 @@ impl TaskKind {
             TaskKind::Pix2pix => &["pix2pix"],
             TaskKind::Cyclegan => &["cyclegan"],
             TaskKind::Ugatit => &["ugatit"],
+            TaskKind::Autoencoder => &["autoencoder"],
+            TaskKind::Ddpm => &["ddpm"],
         }
     }
 
@@ -62,6 +70,8 @@ impl TaskKind {
             TaskKind::Pix2pix,
             TaskKind::Cyclegan,
             TaskKind::Ugatit,
+            TaskKind::Autoencoder,
+            TaskKind::Ddpm,
         ]
         .iter()
         .flat_map(|k| k.sections().iter().copied())
@@ -75,6 +85,8 @@ impl TaskKind {
             TaskKind::Pix2pix => "pix2pix",
             TaskKind::Cyclegan => "cyclegan",
             TaskKind::Ugatit => "ugatit",
+            TaskKind::Autoencoder => "autoencoder",
+            TaskKind::Ddpm => "ddpm",
         }
     }
 }
@@ -83,7 +95,7 @@ impl TaskKind {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TaskConfig {
-    /// "gan" (default), "pix2pix", "cyclegan" or "ugatit".
+    /// "gan" (default), "pix2pix", "cyclegan", "ugatit", "autoencoder" or "ddpm".
     pub kind: TaskKind,
 }
 
@@ -315,6 +327,10 @@ pub struct TrainConfig {
     pub cyclegan: CycleGanConfig,
     /// The U-GAT-IT task.
     pub ugatit: UgatitConfig,
+    /// The autoencoder task.
+    pub autoencoder: AutoencoderTaskConfig,
+    /// The latent DDPM task.
+    pub ddpm: DdpmConfig,
 }
 
 /// What a run's config.toml holds: the shared sections and the chosen task's.
@@ -337,6 +353,10 @@ struct TaskView<'a> {
     cyclegan: Option<&'a CycleGanConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ugatit: Option<&'a UgatitConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    autoencoder: Option<&'a AutoencoderTaskConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ddpm: Option<&'a DdpmConfig>,
 }
 
 impl Default for TrainConfig {
@@ -352,6 +372,8 @@ impl Default for TrainConfig {
             pix2pix: Pix2pixConfig::default(),
             cyclegan: CycleGanConfig::default(),
             ugatit: UgatitConfig::default(),
+            autoencoder: AutoencoderTaskConfig::default(),
+            ddpm: DdpmConfig::default(),
         }
     }
 }
@@ -463,7 +485,15 @@ impl TrainConfig {
                 .is_some_and(|f| f != "mlp");
         let preset = match (kind, image_data) {
             // Translation tasks train without diffusion noise unless `enabled = true`.
-            (TaskKind::Pix2pix | TaskKind::Cyclegan | TaskKind::Ugatit, _) => DiffusionConfig {
+            // …and the autoencoder and DDPM have no D at all.
+            (
+                TaskKind::Pix2pix
+                | TaskKind::Cyclegan
+                | TaskKind::Ugatit
+                | TaskKind::Autoencoder
+                | TaskKind::Ddpm,
+                _,
+            ) => DiffusionConfig {
                 enabled: false,
                 ..DiffusionConfig::default()
             },
@@ -520,6 +550,8 @@ impl TrainConfig {
             pix2pix: (self.task.kind == TaskKind::Pix2pix).then_some(&self.pix2pix),
             cyclegan: (self.task.kind == TaskKind::Cyclegan).then_some(&self.cyclegan),
             ugatit: (self.task.kind == TaskKind::Ugatit).then_some(&self.ugatit),
+            autoencoder: (self.task.kind == TaskKind::Autoencoder).then_some(&self.autoencoder),
+            ddpm: (self.task.kind == TaskKind::Ddpm).then_some(&self.ddpm),
         };
         toml::to_string_pretty(&view).expect("config is always serializable")
     }
@@ -579,6 +611,8 @@ impl TrainConfig {
             TaskKind::Pix2pix => self.pix2pix.validate("pix2pix"),
             TaskKind::Cyclegan => self.cyclegan.validate("cyclegan"),
             TaskKind::Ugatit => self.ugatit.validate("ugatit"),
+            TaskKind::Autoencoder => self.autoencoder.validate("autoencoder"),
+            TaskKind::Ddpm => self.ddpm.validate("ddpm"),
         }
     }
 

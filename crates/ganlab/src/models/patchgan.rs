@@ -31,6 +31,9 @@ pub enum PatchNorm {
     Batch,
     /// InstanceNorm2d without affine parameters (CycleGAN's `--norm instance`).
     Instance,
+    /// No normalisation, convolutions with bias (the reference's `--norm none`; LaDiffGAN's
+    /// latent D, whose 3×3 maps are too small for instance statistics).
+    None,
 }
 
 /// Shape of the PatchGAN (reference defaults: ndf 64, n_layers 3).
@@ -112,6 +115,7 @@ impl PatchGanConfig {
             blocks,
             out,
             t_embed: with_t.then(|| self.t_embedding.init(&path / "t_embed", ndf)),
+            instance: self.norm == PatchNorm::Instance,
             act: LeakyRelu::new(0.2),
         }
     }
@@ -121,8 +125,9 @@ impl PatchGanConfig {
 #[derive(Debug)]
 pub struct PatchGan {
     first: nn::Conv2D,
-    /// Convolutions and their BatchNorm (None: instance norm).
+    /// Convolutions and their BatchNorm (None: instance norm or none).
     blocks: Vec<(nn::Conv2D, Option<nn::BatchNorm>)>,
+    instance: bool,
     out: nn::Conv2D,
     t_embed: Option<TimestepEmbedding>,
     act: LeakyRelu,
@@ -143,7 +148,8 @@ impl PatchGan {
                 let h = conv.forward_t(&h, true);
                 let h = match norm {
                     Some(bn) => bn.forward_t(&h, true),
-                    None => crate::nn::norm::instance_norm(&h),
+                    None if self.instance => crate::nn::norm::instance_norm(&h),
+                    None => h,
                 };
                 self.act.forward(&h)
             });

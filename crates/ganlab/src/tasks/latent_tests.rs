@@ -75,7 +75,7 @@ fn ancestral_sampling_recovers_a_gaussian() {
     assert!(z0.mean(Kind::Float).double_value(&[]).abs() < 0.02);
 }
 
-fn tiny_autoencoder(data: &Path) -> TrainConfig {
+fn tiny_autoencoder(data: &Path, domain: &str) -> TrainConfig {
     let mut cfg =
         TrainConfig::from_toml_str("[task]\nkind = \"autoencoder\"\n", Path::new("t")).unwrap();
     cfg.run.steps = 4;
@@ -84,7 +84,7 @@ fn tiny_autoencoder(data: &Path) -> TrainConfig {
     cfg.run.checkpoint_every = 2;
     cfg.run.device = "cpu".into();
     let c = &mut cfg.autoencoder;
-    c.domain = "b".into();
+    c.domain = domain.into();
     c.data.dir = data.to_path_buf();
     c.data.image_size = 32;
     c.data.load_size = 32;
@@ -97,6 +97,37 @@ fn tiny_autoencoder(data: &Path) -> TrainConfig {
     c.perceptual.input_size = 32;
     cfg.validate().unwrap();
     cfg
+}
+
+fn tiny_ddpm(ae_dir: &Path) -> TrainConfig {
+    let mut d = TrainConfig::from_toml_str("[task]\nkind = \"ddpm\"\n", Path::new("t")).unwrap();
+    d.run.steps = 6;
+    d.run.batch_size = 4;
+    d.run.checkpoint_every = 3;
+    d.run.device = "cpu".into();
+    d.ddpm.autoencoder = ae_dir.to_path_buf();
+    d.ddpm.t_max = 50;
+    d.ddpm.samples = 0;
+    d.ddpm.model.ch = 8;
+    d.ddpm.model.blocks = 1;
+    d
+}
+
+/// Tiny autoencoders and DDPMs of both domains of `data` (32 px), trained under `dir`:
+/// the DDPM run directories of A and B.
+pub(crate) fn pretrained(data: &Path, dir: &Path) -> [PathBuf; 2] {
+    ["a", "b"].map(|k| {
+        let ae = dir.join(format!("ae-{k}"));
+        let mut c = tiny_autoencoder(data, k);
+        c.autoencoder.perceptual.net = crate::models::perceptual::PerceptualKind::None;
+        c.run.steps = 2;
+        Trainer::new(c, &ae).unwrap().run(&mut Silent).unwrap();
+        let ddpm = dir.join(format!("ddpm-{k}"));
+        let mut d = tiny_ddpm(&ae);
+        d.run.steps = 2;
+        Trainer::new(d, &ddpm).unwrap().run(&mut Silent).unwrap();
+        ddpm
+    })
 }
 
 /// Autoencoder → DDPM end to end on a tiny set: the autoencoder run says which perceptual
@@ -112,7 +143,7 @@ fn autoencoder_then_ddpm_train_resume_and_sample() {
     write_domains(&data, "train", 5, 32);
     write_domains(&data, "test", 2, 32);
     let ae_dir = tmp("ae");
-    let cfg = tiny_autoencoder(&data);
+    let cfg = tiny_autoencoder(&data, "b");
     let mut t = Trainer::new(cfg, &ae_dir).unwrap();
     let s = t.run(&mut Silent).unwrap();
     assert!(
@@ -129,16 +160,7 @@ fn autoencoder_then_ddpm_train_resume_and_sample() {
     let config = std::fs::read_to_string(ae_dir.join("config.toml")).unwrap();
     assert!(config.contains("net = \"vgg19\""), "{config}");
 
-    let mut d = TrainConfig::from_toml_str("[task]\nkind = \"ddpm\"\n", Path::new("t")).unwrap();
-    d.run.steps = 6;
-    d.run.batch_size = 4;
-    d.run.checkpoint_every = 3;
-    d.run.device = "cpu".into();
-    d.ddpm.autoencoder = ae_dir.clone();
-    d.ddpm.t_max = 50;
-    d.ddpm.samples = 0;
-    d.ddpm.model.ch = 8;
-    d.ddpm.model.blocks = 1;
+    let d = tiny_ddpm(&ae_dir);
     let (full_dir, half_dir) = (tmp("ddpm-full"), tmp("ddpm-half"));
     let mut full = Trainer::new(d.clone(), &full_dir).unwrap();
     let s = full.run(&mut Silent).unwrap();

@@ -14,6 +14,7 @@ pub mod autoencoder;
 pub mod cyclegan;
 pub mod ddpm;
 pub mod gan;
+pub mod ladiffgan;
 pub mod pix2pix;
 pub mod ugatit;
 pub mod unpaired;
@@ -211,6 +212,7 @@ pub fn build(cfg: &TrainConfig, mode: Mode) -> Result<Box<dyn Task>> {
         TaskKind::Ugatit => Box::new(ugatit::Ugatit::new(cfg, mode)?),
         TaskKind::Autoencoder => Box::new(autoencoder::AutoencoderTask::new(cfg, mode)?),
         TaskKind::Ddpm => Box::new(ddpm::Ddpm::new(cfg, mode)?),
+        TaskKind::Ladiffgan => Box::new(ladiffgan::Ladiffgan::new(cfg, mode)?),
     })
 }
 
@@ -278,4 +280,4 @@ pub trait Translator {
 pub(crate) mod translation_tests;
 
 #[cfg(test)]
-mod latent_tests;
+pub(crate) mod latent_tests;

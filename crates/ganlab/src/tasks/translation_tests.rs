@@ -10,7 +10,7 @@ use super::{Mode, Task};
 use crate::progress::Silent;
 use crate::train::{TrainConfig, Trainer};
 
-fn tmp(name: &str) -> PathBuf {
+pub(crate) fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("ganlab-unpaired-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d
@@ -111,7 +111,7 @@ pub(crate) fn write_domains(dir: &Path, split: &str, n: i64, size: i64) {
     }
 }
 
-fn tiny(kind: &str, data: &Path, steps: u64) -> TrainConfig {
+pub(crate) fn tiny(kind: &str, data: &Path, steps: u64) -> TrainConfig {
     let mut cfg =
         TrainConfig::from_toml_str(&format!("[task]\nkind = \"{kind}\"\n"), Path::new("t"))
             .unwrap();

@@ -154,6 +154,29 @@ pub(crate) fn bce(logits: &Tensor, target: bool) -> Tensor {
     }
 }
 
+/// What a method built on U-GAT-IT adds to its step (LaDiffGAN's latent terms). Images are
+/// indexed by their source domain (A = 0, B = 1): `real = [a, b]`,
+/// `fake = [G_ab(a), G_ba(b)]`, so `fake[k]` lies in the other domain. Both hooks get the
+/// task's groups, where the method's own optimizers live.
+pub trait Supervision {
+    /// After U-GAT-IT's D update: updates the method's own discriminators on the real
+    /// images `real = [a, b]` and the detached translations `fake = [G_ab(a), G_ba(b)]`.
+    fn d_step(
+        &mut self,
+        groups: &mut Groups,
+        real: [&Tensor; 2],
+        fake: [&Tensor; 2],
+    ) -> Result<Scalars>;
+    /// The method's weighted G terms on the translations (with gradient), named for the log;
+    /// they are added to L_G.
+    fn g_terms(
+        &mut self,
+        groups: &mut Groups,
+        real: [&Tensor; 2],
+        fake: [&Tensor; 2],
+    ) -> Result<Vec<(&'static str, Tensor)>>;
+}
+
 /// The U-GAT-IT task (see module docs).
 #[derive(Debug)]
 pub struct Ugatit {
@@ -239,6 +262,77 @@ impl Ugatit {
         self.groups.get("g").with_ema(|| self.gen(d).forward(x).out)
     }
 
+    /// One step (see module docs), with a method's extra terms when `sup` is given
+    /// (LaDiffGAN): its own D update after U-GAT-IT's, its G terms added to L_G and logged.
+    pub fn step_with(&mut self, mut sup: Option<&mut dyn Supervision>) -> Result<Scalars> {
+        let c = self.cfg.ugatit.clone();
+        let m = self.cfg.run.batch_size;
+        let (a, b) = self.domains.sample(m)?;
+        let ab = self.g[0].forward(&a);
+        let ba = self.g[1].forward(&b);
+        // The four Ds: domain A judges real A vs G_ba(b), domain B real B vs G_ab(a).
+        let (d_a, votes_a) = self.adv(0, Some(&a), &ba.out.detach())?;
+        let (d_b, votes_b) = self.adv(1, Some(&b), &ab.out.detach())?;
+        let loss_d = (&d_a + &d_b) * c.adv_weight;
+        let opt = self.groups.get_mut("d").opt_mut();
+        opt.zero_grad();
+        loss_d.backward();
+        opt.step();
+        self.diffusion.observe_real(votes_a + votes_b, 4 * m as u64);
+        let mut extra_d = Scalars::new();
+        if let Some(sup) = sup.as_deref_mut() {
+            let fakes = [ab.out.detach(), ba.out.detach()];
+            extra_d = sup.d_step(&mut self.groups, [&a, &b], [&fakes[0], &fakes[1]])?;
+        }
+        // Both Gs with the Ds frozen.
+        self.groups.get("d").opt().set_requires_grad(false);
+        let aba = self.g[1].forward(&ab.out).out;
+        let bab = self.g[0].forward(&ba.out).out;
+        let aa = self.g[1].forward(&a);
+        let bb = self.g[0].forward(&b);
+        let (g_adv_a, _) = self.adv(0, None, &ba.out)?;
+        let (g_adv_b, _) = self.adv(1, None, &ab.out)?;
+        let g_adv = (g_adv_a + g_adv_b) * c.adv_weight;
+        let cycle = (l1(&aba, &a) + l1(&bab, &b)) * c.cycle_weight;
+        let identity = (l1(&aa.out, &a) + l1(&bb.out, &b)) * c.identity_weight;
+        let cam = (bce(&ba.cam_logit, true)
+            + bce(&aa.cam_logit, false)
+            + bce(&ab.cam_logit, true)
+            + bce(&bb.cam_logit, false))
+            * c.cam_weight;
+        let mut loss_g = &g_adv + &cycle + &identity + &cam;
+        let extra_g = match sup {
+            Some(sup) => sup.g_terms(&mut self.groups, [&a, &b], [&ab.out, &ba.out])?,
+            None => Vec::new(),
+        };
+        for (_, v) in &extra_g {
+            loss_g += v;
+        }
+        let opt = self.groups.get_mut("g").opt_mut();
+        opt.zero_grad();
+        loss_g.backward();
+        opt.step();
+        clip_rho(self.groups.get("g").var_store());
+        self.groups.get("d").opt().set_requires_grad(true);
+        let mut s = Scalars::new();
+        for (k, v) in [
+            ("loss_d", &loss_d),
+            ("loss_g", &loss_g),
+            ("loss_g_adv", &g_adv),
+            ("loss_cycle", &cycle),
+            ("loss_identity", &identity),
+            ("loss_cam", &cam),
+        ] {
+            s.push(k, v.double_value(&[]));
+        }
+        for (k, v) in &extra_g {
+            s.push(k, v.double_value(&[]));
+        }
+        s.push("rho_mean", mean_rho(self.groups.get("g").var_store()));
+        s.extend(extra_d);
+        Ok(s)
+    }
+
     /// The D loss terms of domain `k` (0: A, 1: B) on `real` and `fake` images and the Ds'
     /// votes on the real ones; `g_side`: G's terms on fakes only (targets 1).
     fn adv(&mut self, k: usize, real: Option<&Tensor>, fake: &Tensor) -> Result<(Tensor, f64)> {
@@ -283,56 +377,7 @@ impl Task for Ugatit {
     }
 
     fn step(&mut self, _: StepContext) -> Result<Scalars> {
-        let c = self.cfg.ugatit.clone();
-        let m = self.cfg.run.batch_size;
-        let (a, b) = self.domains.sample(m)?;
-        let ab = self.g[0].forward(&a);
-        let ba = self.g[1].forward(&b);
-        // The four Ds: domain A judges real A vs G_ba(b), domain B real B vs G_ab(a).
-        let (d_a, votes_a) = self.adv(0, Some(&a), &ba.out.detach())?;
-        let (d_b, votes_b) = self.adv(1, Some(&b), &ab.out.detach())?;
-        let loss_d = (&d_a + &d_b) * c.adv_weight;
-        let opt = self.groups.get_mut("d").opt_mut();
-        opt.zero_grad();
-        loss_d.backward();
-        opt.step();
-        self.diffusion.observe_real(votes_a + votes_b, 4 * m as u64);
-        // Both Gs with the Ds frozen.
-        self.groups.get("d").opt().set_requires_grad(false);
-        let aba = self.g[1].forward(&ab.out).out;
-        let bab = self.g[0].forward(&ba.out).out;
-        let aa = self.g[1].forward(&a);
-        let bb = self.g[0].forward(&b);
-        let (g_adv_a, _) = self.adv(0, None, &ba.out)?;
-        let (g_adv_b, _) = self.adv(1, None, &ab.out)?;
-        let g_adv = (g_adv_a + g_adv_b) * c.adv_weight;
-        let cycle = (l1(&aba, &a) + l1(&bab, &b)) * c.cycle_weight;
-        let identity = (l1(&aa.out, &a) + l1(&bb.out, &b)) * c.identity_weight;
-        let cam = (bce(&ba.cam_logit, true)
-            + bce(&aa.cam_logit, false)
-            + bce(&ab.cam_logit, true)
-            + bce(&bb.cam_logit, false))
-            * c.cam_weight;
-        let loss_g = &g_adv + &cycle + &identity + &cam;
-        let opt = self.groups.get_mut("g").opt_mut();
-        opt.zero_grad();
-        loss_g.backward();
-        opt.step();
-        clip_rho(self.groups.get("g").var_store());
-        self.groups.get("d").opt().set_requires_grad(true);
-        let mut s = Scalars::new();
-        for (k, v) in [
-            ("loss_d", &loss_d),
-            ("loss_g", &loss_g),
-            ("loss_g_adv", &g_adv),
-            ("loss_cycle", &cycle),
-            ("loss_identity", &identity),
-            ("loss_cam", &cam),
-        ] {
-            s.push(k, v.double_value(&[]));
-        }
-        s.push("rho_mean", mean_rho(self.groups.get("g").var_store()));
-        Ok(s)
+        self.step_with(None)
     }
 
     fn may_be_nan(&self, name: &str) -> bool {

@@ -25,6 +25,7 @@ use crate::objectives::ObjectiveConfig;
 use crate::tasks::autoencoder::AutoencoderTaskConfig;
 use crate::tasks::cyclegan::CycleGanConfig;
 use crate::tasks::ddpm::DdpmConfig;
+use crate::tasks::ladiffgan::LadiffganConfig;
 use crate::tasks::pix2pix::Pix2pixConfig;
 use crate::tasks::ugatit::UgatitConfig;
 
@@ -48,6 +49,9 @@ pub enum TaskKind {
     Autoencoder,
     /// LaDiffGAN's latent DDPM (`crate::tasks::ddpm`; section ddpm).
     Ddpm,
+    /// LaDiffGAN: U-GAT-IT with latent diffusion supervision (`crate::tasks::ladiffgan`;
+    /// sections ugatit and ladiffgan).
+    Ladiffgan,
 }
 
 impl TaskKind {
@@ -60,6 +64,7 @@ impl TaskKind {
             TaskKind::Ugatit => &["ugatit"],
             TaskKind::Autoencoder => &["autoencoder"],
             TaskKind::Ddpm => &["ddpm"],
+            TaskKind::Ladiffgan => &["ugatit", "ladiffgan"],
         }
     }
 
@@ -72,6 +77,7 @@ impl TaskKind {
             TaskKind::Ugatit,
             TaskKind::Autoencoder,
             TaskKind::Ddpm,
+            TaskKind::Ladiffgan,
         ]
         .iter()
         .flat_map(|k| k.sections().iter().copied())
@@ -87,6 +93,7 @@ impl TaskKind {
             TaskKind::Ugatit => "ugatit",
             TaskKind::Autoencoder => "autoencoder",
             TaskKind::Ddpm => "ddpm",
+            TaskKind::Ladiffgan => "ladiffgan",
         }
     }
 }
@@ -95,7 +102,7 @@ impl TaskKind {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TaskConfig {
-    /// "gan" (default), "pix2pix", "cyclegan", "ugatit", "autoencoder" or "ddpm".
+    /// "gan" (default), "pix2pix", "cyclegan", "ugatit", "autoencoder", "ddpm" or "ladiffgan".
     pub kind: TaskKind,
 }
 
@@ -331,6 +338,8 @@ pub struct TrainConfig {
     pub autoencoder: AutoencoderTaskConfig,
     /// The latent DDPM task.
     pub ddpm: DdpmConfig,
+    /// What LaDiffGAN adds to U-GAT-IT.
+    pub ladiffgan: LadiffganConfig,
 }
 
 /// What a run's config.toml holds: the shared sections and the chosen task's.
@@ -357,6 +366,8 @@ struct TaskView<'a> {
     autoencoder: Option<&'a AutoencoderTaskConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ddpm: Option<&'a DdpmConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ladiffgan: Option<&'a LadiffganConfig>,
 }
 
 impl Default for TrainConfig {
@@ -374,6 +385,7 @@ impl Default for TrainConfig {
             ugatit: UgatitConfig::default(),
             autoencoder: AutoencoderTaskConfig::default(),
             ddpm: DdpmConfig::default(),
+            ladiffgan: LadiffganConfig::default(),
         }
     }
 }
@@ -491,7 +503,8 @@ impl TrainConfig {
                 | TaskKind::Cyclegan
                 | TaskKind::Ugatit
                 | TaskKind::Autoencoder
-                | TaskKind::Ddpm,
+                | TaskKind::Ddpm
+                | TaskKind::Ladiffgan,
                 _,
             ) => DiffusionConfig {
                 enabled: false,
@@ -549,9 +562,11 @@ impl TrainConfig {
             diffusion: &self.diffusion,
             pix2pix: (self.task.kind == TaskKind::Pix2pix).then_some(&self.pix2pix),
             cyclegan: (self.task.kind == TaskKind::Cyclegan).then_some(&self.cyclegan),
-            ugatit: (self.task.kind == TaskKind::Ugatit).then_some(&self.ugatit),
+            ugatit: matches!(self.task.kind, TaskKind::Ugatit | TaskKind::Ladiffgan)
+                .then_some(&self.ugatit),
             autoencoder: (self.task.kind == TaskKind::Autoencoder).then_some(&self.autoencoder),
             ddpm: (self.task.kind == TaskKind::Ddpm).then_some(&self.ddpm),
+            ladiffgan: (self.task.kind == TaskKind::Ladiffgan).then_some(&self.ladiffgan),
         };
         toml::to_string_pretty(&view).expect("config is always serializable")
     }
@@ -613,6 +628,10 @@ impl TrainConfig {
             TaskKind::Ugatit => self.ugatit.validate("ugatit"),
             TaskKind::Autoencoder => self.autoencoder.validate("autoencoder"),
             TaskKind::Ddpm => self.ddpm.validate("ddpm"),
+            TaskKind::Ladiffgan => {
+                self.ugatit.validate("ugatit")?;
+                self.ladiffgan.validate("ladiffgan")
+            }
         }
     }
 

@@ -54,7 +54,7 @@ enum Command {
     /// Render paired SVGs to PNGs in the paired-folder layout (used by scripts/fetch-data).
     #[command(hide = true)]
     Rasterize(data_cmd::RasterizeArgs),
-    /// Translate images with a trained translation run (pix2pix, cyclegan, ugatit): one PNG per
+    /// Translate images with a trained translation run (pix2pix, cyclegan, ugatit, ladiffgan): one PNG per
     /// input.
     Translate(translate_cmd::TranslateArgs),
     /// Draw samples from a trained run: samples.npy, plus a scatter plot (2-D) or PNGs in
@@ -108,7 +108,9 @@ enum Command {
     /// Reproduce a seed claim: gaussians25 (Fig. 5), js-toy (Fig. 2), refine-gaussians25 and
     /// refine-mnist (latent refinement, all methods at equal budget), pix2pix-openmoji
     /// (pix2pix vs an L1-only U-Net on line art → colour), translation-emoji (CycleGAN,
-    /// U-GAT-IT and U-GAT-IT + Diffusion-GAN on Twitter ↔ Google emoji).
+    /// U-GAT-IT and U-GAT-IT + Diffusion-GAN on Twitter ↔ Google emoji), ladiffgan-emoji
+    /// (autoencoders → latent DDPMs → U-GAT-IT, + Diffusion-GAN, LaDiffGAN's two latent terms
+    /// alone and together; resumable).
     Experiment {
         /// Experiment name.
         name: String,
@@ -119,12 +121,14 @@ enum Command {
         /// Data directory (default: $GANLAB_DATA, else ./data).
         #[arg(long)]
         data: Option<PathBuf>,
-        /// Output directory (default: runs/experiment-<name>). Must be new or empty.
+        /// Output directory (default: runs/experiment-<name>). Must be new or empty, except
+        /// that ladiffgan-emoji resumes its own.
         #[arg(long)]
         out: Option<PathBuf>,
         #[command(flatten)]
         overrides: Overrides,
-        /// Seeds to run every arm at, e.g. 0,1 (translation-emoji; default: run.seed).
+        /// Seeds to run every arm at, e.g. 0,1 (translation-emoji, ladiffgan-emoji; default:
+        /// run.seed).
         #[arg(long, value_delimiter = ',')]
         seeds: Vec<u64>,
         /// No progress bar.
@@ -569,9 +573,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let dir = out.unwrap_or_else(|| default_dir(&format!("experiment-{name}")));
             anyhow::ensure!(
-                seeds.is_empty() || name == "translation-emoji",
+                seeds.is_empty() || name == "translation-emoji" || name == "ladiffgan-emoji",
                 GanError::Input(format!(
-                    "--seeds applies to translation-emoji only, not {name}"
+                    "--seeds applies to translation-emoji and ladiffgan-emoji only, not {name}"
                 ))
             );
             if name.starts_with("refine-") {
@@ -645,6 +649,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("{}", exp::table_markdown(&rows));
                     println!(
                         "grids (input | CycleGAN | U-GAT-IT | U-GAT-IT + Diffusion-GAN): {}, {}",
+                        dir.join("grid_a2b.png").display(),
+                        dir.join("grid_b2a.png").display()
+                    );
+                    Ok(())
+                }
+                "ladiffgan-emoji" => {
+                    use ganlab::experiments::ladiffgan as exp;
+                    anyhow::ensure!(
+                        config.is_none() && data.is_none(),
+                        GanError::Input(
+                            "ladiffgan-emoji takes its configs from configs/{autoencoder,ddpm,ugatit,ladiffgan}-emoji.toml; change them with --set (e.g. --set ugatit.data.dir=..., --set pretrain.run.steps=...)".into()
+                        )
+                    );
+                    let mut sets = overrides.set.clone();
+                    if let Some(s) = overrides.steps {
+                        sets.push(format!("run.steps={s}"));
+                    }
+                    let plan = exp::plan(&dir, &sets)?;
+                    let seeds = if seeds.is_empty() {
+                        vec![overrides.seed.unwrap_or(plan.arms[0].1.run.seed)]
+                    } else {
+                        seeds
+                    };
+                    // An existing directory of this experiment is resumed, stage by stage.
+                    let (stages, rows) = exp::run(&plan, &seeds, &dir, !quiet)?;
+                    println!("{}", exp::markdown(&stages, &rows));
+                    println!(
+                        "grids (input | U-GAT-IT | + Diffusion-GAN | LaDiffGAN (a) | (b) | (a + b)): {}, {}",
                         dir.join("grid_a2b.png").display(),
                         dir.join("grid_b2a.png").display()
                     );

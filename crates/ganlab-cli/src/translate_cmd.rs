@@ -29,7 +29,7 @@ pub struct DescribeArgs {
 /// Arguments of `ganlab translate`.
 #[derive(Args, Debug)]
 pub struct TranslateArgs {
-    /// Run directory of a translation task (pix2pix, cyclegan, ugatit).
+    /// Run directory of a translation task (pix2pix, cyclegan, ugatit, ladiffgan).
     #[arg(long)]
     run: PathBuf,
     /// An image file (PNG/JPEG) or a folder of them.

@@ -22,7 +22,7 @@ use tch::{Device, Tensor};
 
 use crate::error::{GanError, IoContext, Result};
 use crate::io::write_atomic;
-use crate::train::{step_seed, TrainConfig, Trainer};
+use crate::train::{step_seed, TrainConfig};
 
 /// One run's scores.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,8 +43,30 @@ pub struct Row {
     pub kid_b2a: Option<f64>,
     /// Final T of the diffusion controller (Diffusion-GAN arm).
     pub final_t: Option<u64>,
+    /// Final T of the latent controller (LaDiffGAN arms with the latent GAN loss).
+    #[serde(default)]
+    pub final_t_latent: Option<u64>,
     /// Wall-clock training seconds.
     pub train_seconds: f64,
+}
+
+impl Row {
+    /// The row of a run's summary.json.
+    pub fn of(arm: &str, seed: u64, steps: u64, s: &serde_json::Value) -> Self {
+        let f = |k: &str| s.get(k).and_then(|v| v.as_f64());
+        Row {
+            arm: arm.to_string(),
+            seed,
+            steps,
+            fid_a2b: f("fid_a2b"),
+            kid_a2b: f("kid_a2b"),
+            fid_b2a: f("fid_b2a"),
+            kid_b2a: f("kid_b2a"),
+            final_t: s.get("final_T").and_then(|v| v.as_u64()),
+            final_t_latent: s.get("final_T_latent").and_then(|v| v.as_u64()),
+            train_seconds: f("train_seconds").unwrap_or(f64::NAN),
+        }
+    }
 }
 
 /// The arms' base configs (the shipped 64 px emoji configs).
@@ -108,26 +130,9 @@ pub fn run(
             cfg.run.seed = seed;
             cfg.validate()?;
             let dir = out.join(format!("{arm}-s{seed}"));
-            let mut t = Trainer::new(cfg.clone(), &dir)?;
-            let s = if show_progress {
-                t.run(&mut crate::progress::ProgressBar::new(&format!(
-                    "{arm} s{seed}"
-                )))?
-            } else {
-                t.run(&mut crate::progress::Silent)?
-            };
-            let f = |k: &str| s.get(k).and_then(|v| v.as_f64());
-            rows.push(Row {
-                arm: arm.clone(),
-                seed,
-                steps: cfg.run.steps,
-                fid_a2b: f("fid_a2b"),
-                kid_a2b: f("kid_a2b"),
-                fid_b2a: f("fid_b2a"),
-                kid_b2a: f("kid_b2a"),
-                final_t: s.get("final_T").and_then(|v| v.as_u64()),
-                train_seconds: f("train_seconds").unwrap_or(f64::NAN),
-            });
+            let label = format!("{arm} s{seed}");
+            let s = super::train_or_resume(&cfg, &dir, show_progress.then_some(label.as_str()))?;
+            rows.push(Row::of(arm, seed, cfg.run.steps, &s));
         }
     }
     write_grids(arms, seeds[0], out)?;
@@ -141,7 +146,7 @@ pub fn run(
 
 /// grid_<dir>.png: 8 test inputs spread over the split, one row each: input and every arm's
 /// translation (runs of `seed`).
-fn write_grids(arms: &[(String, TrainConfig)], seed: u64, out: &Path) -> Result<()> {
+pub(crate) fn write_grids(arms: &[(String, TrainConfig)], seed: u64, out: &Path) -> Result<()> {
     let Some(d) = arms.first().map(|(_, c)| match c.task.kind {
         crate::train::config::TaskKind::Cyclegan => c.cyclegan.data.clone(),
         _ => c.ugatit.data.clone(),
@@ -193,11 +198,11 @@ fn mean_sd(v: &[Option<f64>]) -> Option<(f64, f64, usize)> {
 pub fn table_markdown(rows: &[Row]) -> String {
     let opt = |v: Option<f64>, d: usize| v.map_or("—".into(), |v| format!("{v:.d$}"));
     let mut s = String::from(
-        "| arm | seed | steps | FID a2b | KID a2b | FID b2a | KID b2a | final T | train s |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| arm | seed | steps | FID a2b | KID a2b | FID b2a | KID b2a | final T | final latent T | train s |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         s += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} |\n",
             r.arm,
             r.seed,
             r.steps,
@@ -206,6 +211,7 @@ pub fn table_markdown(rows: &[Row]) -> String {
             opt(r.fid_b2a, 2),
             opt(r.kid_b2a, 4),
             r.final_t.map_or("—".into(), |t| t.to_string()),
+            r.final_t_latent.map_or("—".into(), |t| t.to_string()),
             r.train_seconds
         );
     }

@@ -464,10 +464,12 @@ impl Task for Ladiffgan {
     fn finish(&self, dir: &Path) -> Result<Outputs> {
         let mut out = self.base.finish(dir)?;
         let c = &self.latent.cfg;
-        out.summary.insert(
-            "final_T_latent".into(),
-            self.latent.diffusion.t_cur().into(),
-        );
+        if c.ldg_weight > 0.0 {
+            out.summary.insert(
+                "final_T_latent".into(),
+                self.latent.diffusion.t_cur().into(),
+            );
+        }
         out.sections.push(Section {
             heading: "LaDiffGAN latent supervision".into(),
             html: format!(

@@ -764,14 +764,15 @@ mod shipped_configs {
     }
 
     /// docs/CONFIG.md shows the defaults with every field, exactly as a run writes them: the
-    /// GAN task's (block 1), then pix2pix's, CycleGAN's and U-GAT-IT's. `GANLAB_UPDATE_DOCS=1 cargo test
+    /// GAN task's (block 1), then pix2pix's, CycleGAN's, U-GAT-IT's, the autoencoder's, the
+    /// DDPM's and LaDiffGAN's. `GANLAB_UPDATE_DOCS=1 cargo test
     /// config_reference` rewrites the blocks from the code.
     #[test]
     fn config_reference_matches_default() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/CONFIG.md");
         let doc = std::fs::read_to_string(&path).unwrap();
         let mut want = vec![TrainConfig::default().to_toml()];
-        for kind in ["pix2pix", "cyclegan", "ugatit"] {
+        for kind in ["pix2pix", "cyclegan", "ugatit", "autoencoder", "ddpm", "ladiffgan"] {
             let text = format!("[task]\nkind = \"{kind}\"\n");
             want.push(
                 TrainConfig::from_toml_str(&text, Path::new("x.toml"))

@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from extractor_reference import images, inception_input  # noqa: E402
 from pix2pix_reference import n_layer_d, unet  # noqa: E402
 from translation_reference import cyclegan_d, cyclegan_g, ugatit_d, ugatit_g  # noqa: E402
+from ladiffgan_reference import Autoencoder, LatentUnet  # noqa: E402
 
 
 def mlp(i, o, hidden=128, layers=2, slope=0.2):
@@ -462,7 +463,74 @@ def ugatit64_step(args):
     return step, 1
 
 
+def autoencoder64_step(args):
+    """One step of LaDiffGAN's autoencoder as configs/autoencoder-emoji.toml (and ganlab's
+    task): batch 16 of 64 px images, nf 32, mults 1 2 4, L1 + the perceptual L1 over the FID
+    Inception's blocks (Conv2d_2b, Conv2d_4a, Mixed_5d, Mixed_6a) of input and reconstruction
+    at 128 px in one batch; Adam 2e-4, betas (0.9, 0.999); 256 fixed random images."""
+    data = os.environ.get("GANLAB_DATA", "data")
+    layers = torch.jit.load(f"{data}/inception/default_1.pt", map_location="cpu").net.layers
+    for p in layers.parameters():
+        p.requires_grad_(False)
+    blocks = {"conv_2", "conv_4", "mixed_2", "mixed_3"}
+    ae = Autoencoder(3, 32, (1, 2, 4), 1, 4)
+    opt = torch.optim.Adam(ae.parameters(), 2e-4, betas=(0.9, 0.999))
+    X = torch.rand(256, 3, 64, 64) * 2 - 1
+
+    def features(x):
+        h = F.interpolate(x, size=(128, 128), mode="bilinear", align_corners=False)
+        h = (h + 1) * (127.5 / 128.0) - 1
+        out = []
+        for name, m in layers.named_children():
+            h = m(h)
+            if name in blocks:
+                out.append(h)
+            if name == "mixed_3":
+                return out
+
+    def step():
+        x = X[torch.randint(0, 256, (16,))]
+        r = ae.decode(ae.encode(x))
+        l1 = (r - x).abs().mean()
+        perc = sum((f[:16] - f[16:]).abs().mean() for f in features(torch.cat([x, r], 0)))
+        loss = l1 + perc
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return [v.item() for v in (loss, l1, perc)]
+
+    return step, 16
+
+
+def ddpm_latent_step(args):
+    """One step of LaDiffGAN's latent DDPM as configs/ddpm-emoji.toml (and ganlab's task):
+    batch 64 of 4x8x8 latents from a fixed set of 512, t ~ U{1..1000}, linear beta 1e-4 ->
+    0.02, z_t = sqrt(abar) z + sqrt(1 - abar) eps, loss |eps - eps_theta(z_t, t)|^2; U-Net ch
+    32, mults 1 2, 2 blocks; Adam 2e-4, betas (0.9, 0.999)."""
+    unet = LatentUnet(4, 32, (1, 2), 2)
+    opt = torch.optim.Adam(unet.parameters(), 2e-4, betas=(0.9, 0.999))
+    Z = torch.randn(512, 4, 8, 8)
+    abar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)
+    abar = torch.cat([torch.ones(1, dtype=torch.float64), abar]).float()
+
+    def step():
+        z = Z[torch.randint(0, 512, (64,))]
+        t = torch.randint(1, 1001, (64,))
+        a = abar[t].view(-1, 1, 1, 1)
+        eps = torch.randn_like(z)
+        zt = a.sqrt() * z + (1 - a).sqrt() * eps
+        loss = ((unet(zt, t) - eps) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return [loss.item()]
+
+    return step, 64
+
+
 WORKLOADS = {
+    "autoencoder64_step": autoencoder64_step,
+    "ddpm_latent_step": ddpm_latent_step,
     "pix2pix64_step": pix2pix64_step,
     "cyclegan64_step": cyclegan64_step,
     "ugatit64_step": ugatit64_step,

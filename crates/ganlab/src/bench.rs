@@ -25,6 +25,8 @@ pub const WORKLOADS: &[&str] = &[
     "pix2pix64_step",
     "cyclegan64_step",
     "ugatit64_step",
+    "autoencoder64_step",
+    "ddpm_latent_step",
 ];
 
 /// Calls per timed block for `workload` (about one second each on 2 CPU cores).
@@ -38,6 +40,8 @@ pub fn default_iters(workload: &str) -> usize {
         "pix2pix64_step" => 10,
         "cyclegan64_step" => 4,
         "ugatit64_step" => 2,
+        "autoencoder64_step" => 2,
+        "ddpm_latent_step" => 20,
         "diffusion_noise" => 200,
         _ => 300,
     }
@@ -47,7 +51,8 @@ pub fn default_iters(workload: &str) -> usize {
 pub fn default_warmup(workload: &str) -> usize {
     match workload {
         "inception_features" | "dcgan64_gan" | "sngan32_gan" => 1,
-        "pix2pix64_step" | "cyclegan64_step" | "ugatit64_step" => 3,
+        "pix2pix64_step" | "cyclegan64_step" | "ugatit64_step" | "autoencoder64_step" => 3,
+        "ddpm_latent_step" => 10,
         "dcgan32_gan" => 3,
         _ => 50,
     }
@@ -237,6 +242,56 @@ pub fn run(workload: &str, p: Protocol) -> Result<Measurement> {
             cfg.run.steps = 100_000_000;
             let mut t = Trainer::new(cfg, &scratch.0.join("run"))?;
             Box::new(move || t.train_step().map(|_| 1.0))
+        }
+        "autoencoder64_step" | "ddpm_latent_step" => {
+            // LaDiffGAN's pretraining as configs/autoencoder-emoji.toml and ddpm-emoji.toml
+            // and bench/pytorch_ref.py: 256 random 64 px images; the autoencoder with the FID
+            // Inception's blocks as perceptual net (batch 16); the DDPM (batch 64) on the
+            // latents of a 1-step autoencoder run of those images (their values do not
+            // change the cost).
+            tch::manual_seed(0);
+            // Domain B is learnt; the unpaired layout needs an A folder too.
+            for (side, n) in [("trainA", 2), ("trainB", 256)] {
+                let d = scratch.0.join("domains").join(side);
+                crate::error::IoContext::at(std::fs::create_dir_all(&d), &d)?;
+                for i in 0..n {
+                    let x = tch::Tensor::rand([3, 64, 64], (tch::Kind::Float, tch::Device::Cpu))
+                        * 2
+                        - 1;
+                    crate::data::write_png(&d.join(format!("{i:03}.png")), &x)?;
+                }
+            }
+            let data = std::env::var("GANLAB_DATA").unwrap_or_else(|_| "data".into());
+            let mut ae = TrainConfig::from_toml_str(
+                include_str!("../../../configs/autoencoder-emoji.toml"),
+                std::path::Path::new("autoencoder64_step"),
+            )?;
+            ae.autoencoder.data.dir = scratch.0.join("domains");
+            ae.autoencoder.data.load_size = 64;
+            ae.autoencoder.data.flip = false;
+            ae.autoencoder.perceptual.inception =
+                std::path::Path::new(&data).join("inception/default_1.pt");
+            ae.run.device = "cpu".into();
+            let ae_dir = scratch.0.join("ae");
+            if workload == "autoencoder64_step" {
+                ae.run.steps = 100_000_000;
+                let mut t = Trainer::new(ae, &ae_dir)?;
+                Box::new(move || t.train_step().map(|_| 16.0))
+            } else {
+                ae.run.steps = 1;
+                ae.autoencoder.perceptual_weight = 0.0;
+                Trainer::new(ae, &ae_dir)?.run(&mut crate::progress::Silent)?;
+                let mut dd = TrainConfig::from_toml_str(
+                    include_str!("../../../configs/ddpm-emoji.toml"),
+                    std::path::Path::new("ddpm_latent_step"),
+                )?;
+                dd.ddpm.autoencoder = ae_dir;
+                dd.ddpm.samples = 0;
+                dd.run.device = "cpu".into();
+                dd.run.steps = 100_000_000;
+                let mut t = Trainer::new(dd, &scratch.0.join("ddpm"))?;
+                Box::new(move || t.train_step().map(|_| 64.0))
+            }
         }
         "diffusion_noise" => {
             // Diffusion-GAN's added cost per minibatch: draw t for 64 RGB 32×32 images and

@@ -274,7 +274,11 @@ impl Ddpm {
         };
         let real_stats = stats(&real)?;
         let mut out = serde_json::Map::new();
-        for (name, x) in [("ddpm", &samples), ("gaussian", &floor), ("reconstruction", &recon)] {
+        for (name, x) in [
+            ("ddpm", &samples),
+            ("gaussian", &floor),
+            ("reconstruction", &recon),
+        ] {
             let fid = frechet_distance(&real_stats, &stats(x)?)?;
             out.insert(format!("fid_{name}"), fid.into());
         }

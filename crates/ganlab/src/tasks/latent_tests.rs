@@ -197,3 +197,35 @@ fn autoencoder_then_ddpm_train_resume_and_sample() {
         "{e}"
     );
 }
+
+/// The autoencoder and the latent U-Net have the PyTorch definitions' parameters, shape for
+/// shape (tests/fixtures/ladiffgan_reference.py; exact): the shipped configs' autoencoder
+/// (1,741,831) and U-Net (902,852), and the default U-Net (3,595,652).
+#[test]
+fn networks_match_the_pytorch_definitions() {
+    let want: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("ladiffgan_reference.json")).unwrap(),
+    )
+    .unwrap();
+    let configs = fixtures().join("../../configs");
+    let check = |key: &str, vs: &tch::nn::VarStore| {
+        let vars = vs.trainable_variables();
+        let mut shapes: Vec<Vec<i64>> = vars.iter().map(|t| t.size()).collect();
+        shapes.sort();
+        let n: i64 = vars.iter().map(|t| t.numel() as i64).sum();
+        assert_eq!(n, want[key]["params"].as_i64().unwrap(), "{key}");
+        let ws: Vec<Vec<i64>> = serde_json::from_value(want[key]["shapes"].clone()).unwrap();
+        assert_eq!(shapes, ws, "{key}");
+    };
+    let ae = TrainConfig::load(&configs.join("autoencoder-emoji.toml")).unwrap();
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    ae.autoencoder.model.init(vs.root(), 3);
+    check("autoencoder_emoji", &vs);
+    let dd = TrainConfig::load(&configs.join("ddpm-emoji.toml")).unwrap();
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    dd.ddpm.model.init(vs.root(), 4);
+    check("unet_emoji", &vs);
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    crate::models::latent_unet::LatentUnetConfig::default().init(vs.root(), 4);
+    check("unet_default", &vs);
+}

@@ -772,7 +772,14 @@ mod shipped_configs {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/CONFIG.md");
         let doc = std::fs::read_to_string(&path).unwrap();
         let mut want = vec![TrainConfig::default().to_toml()];
-        for kind in ["pix2pix", "cyclegan", "ugatit", "autoencoder", "ddpm", "ladiffgan"] {
+        for kind in [
+            "pix2pix",
+            "cyclegan",
+            "ugatit",
+            "autoencoder",
+            "ddpm",
+            "ladiffgan",
+        ] {
             let text = format!("[task]\nkind = \"{kind}\"\n");
             want.push(
                 TrainConfig::from_toml_str(&text, Path::new("x.toml"))

@@ -82,6 +82,31 @@ pub fn q_sample(x: &Tensor, noise: Tensor, a: &[f32], b: &[f32]) -> Tensor {
     y
 }
 
+/// ᾱ_t for each step of `t` ([n], Int64), read from ᾱ_0..ᾱ_T = `ab`.
+pub fn alphas_bar_at(ab: &[f64], t: &Tensor) -> crate::error::Result<Vec<f64>> {
+    let tv = Vec::<i64>::try_from(t).map_err(|e| crate::error::GanError::Input(e.to_string()))?;
+    tv.iter()
+        .map(|&t| {
+            usize::try_from(t)
+                .ok()
+                .and_then(|i| ab.get(i))
+                .copied()
+                .ok_or_else(|| {
+                    crate::error::GanError::Input(format!("step {t} outside 0..={}", ab.len() - 1))
+                })
+        })
+        .collect()
+}
+
+/// [`q_sample`]'s coefficients for DDPM's forward process (σ = 1): (√ᾱ_t, √(1 − ᾱ_t)) per
+/// sample of `abt` (ᾱ_t of each sample, e.g. from [`alphas_bar_at`]).
+pub fn ddpm_coefficients(abt: &[f64]) -> (Vec<f32>, Vec<f32>) {
+    (
+        abt.iter().map(|a| a.sqrt() as f32).collect(),
+        abt.iter().map(|a| (1.0 - a).sqrt() as f32).collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

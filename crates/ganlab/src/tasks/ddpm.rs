@@ -27,7 +27,9 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
 use super::{Mode, Outputs, Scalars, Section, StepContext, Task};
-use crate::diffusion::schedule::{alphas_bar, q_sample, BetaSchedule};
+use crate::diffusion::schedule::{
+    alphas_bar, alphas_bar_at, ddpm_coefficients, q_sample, BetaSchedule,
+};
 use crate::error::{GanError, Result};
 use crate::metrics::{extract_all, frechet_distance, FeatureStats};
 use crate::models::latent_unet::{LatentUnet, LatentUnetConfig};
@@ -315,15 +317,7 @@ impl Task for Ddpm {
         let z0 = z_all.index_select(0, &idx);
         let t_max = self.cfg.ddpm.t_max as i64;
         let t = Tensor::randint_low(1, t_max + 1, [m], (Kind::Int64, self.device));
-        let tv = Vec::<i64>::try_from(&t).map_err(|e| GanError::Input(e.to_string()))?;
-        let a: Vec<f32> = tv
-            .iter()
-            .map(|&t| self.ab[t as usize].sqrt() as f32)
-            .collect();
-        let b: Vec<f32> = tv
-            .iter()
-            .map(|&t| (1.0 - self.ab[t as usize]).sqrt() as f32)
-            .collect();
+        let (a, b) = ddpm_coefficients(&alphas_bar_at(&self.ab, &t)?);
         let eps = z0.randn_like();
         let zt = q_sample(&z0, eps.copy(), &a, &b);
         let loss = (self.unet.forward(&zt, &t) - eps)

@@ -50,7 +50,7 @@ use super::ddpm::LatentDenoiser;
 use super::ugatit::{Supervision, Ugatit};
 use super::unpaired::{lsgan_sign_sum, mse};
 use super::{Curve, Mode, Outputs, Scalars, Section, StepContext, Task, Translator};
-use crate::diffusion::schedule::q_sample;
+use crate::diffusion::schedule::{alphas_bar_at, ddpm_coefficients, q_sample};
 use crate::diffusion::{Diffusion, DiffusionConfig, DiffusionState};
 use crate::error::{GanError, Result};
 use crate::models::patchgan::{PatchGan, PatchGanConfig, PatchNorm};
@@ -187,11 +187,10 @@ impl Latent {
         let hi = ((self.cfg.hcd_t_range[1] * t_max).floor() as i64).max(lo);
         let m = z.size()[0];
         let t = Tensor::randint_low(lo, hi + 1, [m], (Kind::Int64, z.device()));
-        let tv = Vec::<i64>::try_from(&t).map_err(|e| GanError::Input(e.to_string()))?;
-        let abt: Vec<f64> = tv.iter().map(|&t| ab[t as usize]).collect();
+        let abt = alphas_bar_at(ab, &t)?;
         let col =
             |f: &dyn Fn(f64) -> f64| -> Vec<f32> { abt.iter().map(|&a| f(a) as f32).collect() };
-        let (sa, sb) = (col(&|a| a.sqrt()), col(&|a| (1.0 - a).sqrt()));
+        let (sa, sb) = ddpm_coefficients(&abt);
         let per_sample = |v: Vec<f32>| {
             Tensor::from_slice(&v)
                 .to_device(z.device())
@@ -512,8 +511,7 @@ mod tests {
         let z = theta.matmul(&a.tr()); // [B = 2, 4]
         let eps = Tensor::randn([2, 4], opts);
         let (ab, w) = ([0.9f64, 0.2], [0.1f64, 0.8]);
-        let sa: Vec<f32> = ab.iter().map(|a| a.sqrt() as f32).collect();
-        let sb: Vec<f32> = ab.iter().map(|a| (1.0 - a).sqrt() as f32).collect();
+        let (sa, sb) = ddpm_coefficients(&ab);
         let zt = q_sample(&z.detach(), eps.copy(), &sa, &sb);
         let e_hat = zt.matmul(&m.tr());
         let wt = Tensor::from_slice(&[w[0] as f32, w[1] as f32]).view([2, 1]);

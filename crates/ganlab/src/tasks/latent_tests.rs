@@ -38,8 +38,8 @@ fn forward_process_closed_form() {
     let ab = alphas_bar(&BetaSchedule::Linear.betas(1e-4, 0.02, 1000));
     let z = Tensor::randn([4, 10_000], (Kind::Float, Device::Cpu));
     let t = [1usize, 100, 500, 1000];
-    let a: Vec<f32> = t.iter().map(|&t| ab[t].sqrt() as f32).collect();
-    let b: Vec<f32> = t.iter().map(|&t| (1.0 - ab[t]).sqrt() as f32).collect();
+    let abt: Vec<f64> = t.iter().map(|&t| ab[t]).collect();
+    let (a, b) = crate::diffusion::schedule::ddpm_coefficients(&abt);
     let y = q_sample(&z, z.randn_like(), &a, &b);
     for i in 0..4 {
         let v = y.get(i).var(true).double_value(&[]);

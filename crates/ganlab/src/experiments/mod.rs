@@ -20,22 +20,27 @@ pub const NAMES: &[&str] = &[
 
 use std::path::Path;
 
-use crate::error::Result;
+use crate::error::{GanError, Result};
 use crate::train::{TrainConfig, Trainer};
 
 /// Trains `cfg` into `dir`, or picks up what is there: a finished run (summary.json) is not
 /// trained again and its summary is returned; an interrupted one (checkpoints, no summary)
 /// resumes to the config's step budget; a missing one starts. `label` names the progress
 /// bar (None: silent). Experiments that chain stages use it to resume any stage already done.
+/// A run in `dir` made from a different config (other than its step budget) is an error, not
+/// reused: an experiment re-run with other `--set` values must not report the old runs.
 pub fn train_or_resume(
     cfg: &TrainConfig,
     dir: &Path,
     label: Option<&str>,
 ) -> Result<serde_json::Value> {
+    if dir.join("config.toml").is_file() {
+        check_same_config(cfg, dir)?;
+    }
     let summary = dir.join("summary.json");
     if summary.is_file() {
         let text = std::fs::read_to_string(&summary)
-            .map_err(|e| crate::error::GanError::Input(format!("{}: {e}", summary.display())))?;
+            .map_err(|e| GanError::Input(format!("{}: {e}", summary.display())))?;
         return Ok(serde_json::from_str(&text)?);
     }
     let mut t = if dir.join("checkpoints").is_dir() {
@@ -46,5 +51,49 @@ pub fn train_or_resume(
     match label {
         Some(l) => t.run(&mut crate::progress::ProgressBar::new(l)),
         None => t.run(&mut crate::progress::Silent),
+    }
+}
+
+/// Errors when the run in `dir` was configured otherwise than `cfg`, naming the first line
+/// that differs; the step budget may differ (a finished run is kept, an unfinished one
+/// resumes to `cfg`'s budget).
+fn check_same_config(cfg: &TrainConfig, dir: &Path) -> Result<()> {
+    let mut stored = crate::train::load_run_config(dir)?;
+    stored.run.steps = cfg.run.steps;
+    let (old, new) = (stored.to_toml(), cfg.to_toml());
+    if old == new {
+        return Ok(());
+    }
+    let diff = old
+        .lines()
+        .zip(new.lines())
+        .find(|(a, b)| a != b)
+        .map(|(a, b)| format!("the run has `{a}`, this experiment asks for `{b}`"))
+        .unwrap_or_else(|| "the configs differ in length".into());
+    Err(GanError::Input(format!(
+        "{} holds a run made from another config ({diff}); remove it or choose another --out",
+        dir.display()
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A finished run is reused for the same config (any step budget) and refused, naming
+    /// the differing line, for another one.
+    #[test]
+    fn finished_run_is_reused_only_for_its_config() {
+        let _rng = crate::test_rng_lock();
+        let dir = std::env::temp_dir().join(format!("ganlab-reuse-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut cfg = crate::train::tests::tiny_config(3);
+        let first = train_or_resume(&cfg, &dir, None).unwrap();
+        cfg.run.steps = 5;
+        assert_eq!(train_or_resume(&cfg, &dir, None).unwrap(), first);
+        cfg.run.seed += 1;
+        let err = train_or_resume(&cfg, &dir, None).unwrap_err().to_string();
+        assert!(err.contains("another config") && err.contains("seed"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -19,7 +19,7 @@ pub mod log;
 pub mod networks;
 pub mod optim;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -90,10 +90,17 @@ mod tests {
         let mut cfg = crate::train::tests::tiny_config(3);
         let first = train_or_resume(&cfg, &dir, None).unwrap();
         cfg.run.steps = 5;
-        assert_eq!(train_or_resume(&cfg, &dir, None).unwrap(), first);
+        let again = train_or_resume(&cfg, &dir, None).unwrap();
+        assert_eq!(
+            (again["steps"].as_u64(), &again["train_seconds"]),
+            (Some(3), &first["train_seconds"])
+        );
         cfg.run.seed += 1;
         let err = train_or_resume(&cfg, &dir, None).unwrap_err().to_string();
-        assert!(err.contains("another config") && err.contains("seed"), "{err}");
+        assert!(
+            err.contains("another config") && err.contains("seed"),
+            "{err}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -27,6 +27,7 @@ from extractor_reference import images, inception_input  # noqa: E402
 from pix2pix_reference import n_layer_d, unet  # noqa: E402
 from translation_reference import cyclegan_d, cyclegan_g, ugatit_d, ugatit_g  # noqa: E402
 from ladiffgan_reference import Autoencoder, LatentUnet  # noqa: E402
+import bridgegan_reference as bridge  # noqa: E402
 
 
 def mlp(i, o, hidden=128, layers=2, slope=0.2):
@@ -528,7 +529,86 @@ def ddpm_latent_step(args):
     return step, 64
 
 
+def attribute64_step(args):
+    """One D step and one G step of the multi-attribute model as configs/bridgegan-emoji.toml
+    (and ganlab's bridgegan task with n_critic 1): 64 px, 8 attributes, batch 8, G width 16,
+    style maps 16 channels, SPADE hidden 32, D width 16; WGAN-GP (λ 10, double backward) +
+    BCE classification for D; for G (with M and E in one Adam) the adversarial, classification,
+    reconstruction, cycle, attribute-keeping, style and mode-seeking terms with the
+    supplement's weights. Adam 2e-4, β (0.5, 0.999). Data: 64 random images, random labels."""
+    k, m, size = 8, 8, 64
+    g = bridge.Generator(16, style_ch=16, hidden=32)
+    mp = bridge.Mapping(k, 3, noise=16, ch=16)
+    e = bridge.Encoder(k, ch=8)
+    d = bridge.Discriminator(k, size)
+    og = torch.optim.Adam([*g.parameters(), *mp.parameters(), *e.parameters()], 2e-4, betas=(0.5, 0.999))
+    od = torch.optim.Adam(d.parameters(), 2e-4, betas=(0.5, 0.999))
+    data = torch.rand(64, 3, size, size) * 2 - 1
+    labels = (torch.rand(64, k) < 0.5).float()
+    l1 = lambda a, b: (a - b).abs().mean()
+    bce = F.binary_cross_entropy_with_logits
+
+    def batch():
+        idx = torch.randint(0, 64, (m,))
+        perm = torch.randperm(m)
+        x, ys = data[idx], labels[idx]
+        return x, ys, x[perm], ys[perm]
+
+    def styles(x, ys, xr, yt, r):
+        dd = yt - ys
+        es = e(x, -dd)
+        s_rand = es + mp(r, dd)
+        s_ref = es + e(xr, dd)
+        a = torch.rand(m, 1, 1, 1)
+        return s_rand, s_ref, a * s_rand + (1 - a) * s_ref, es, dd
+
+    def step():
+        x, ys, xr, yt = batch()
+        with torch.no_grad():
+            s_rand, s_ref, s_int, _, _ = styles(x, ys, xr, yt, torch.randn(m, 16))
+            fakes = g(x.repeat(3, 1, 1, 1), torch.cat([s_rand, s_ref, s_int]))
+        adv, cls = d(torch.cat([x, fakes]))
+        wd = adv[:m].mean() - adv[m:].mean()
+        eps = torch.rand(3 * m, 1, 1, 1)
+        xh = (x.repeat(3, 1, 1, 1) * eps + fakes * (1 - eps)).requires_grad_(True)
+        grad = torch.autograd.grad(d(xh)[0].sum(), xh, create_graph=True)[0]
+        gp = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean() * 10
+        dcls = bce(cls[:m], ys)
+        loss_d = -wd + gp + dcls
+        od.zero_grad()
+        loss_d.backward()
+        od.step()
+        out = [loss_d.item(), wd.item(), gp.item(), dcls.item()]
+        x, ys, xr, yt = batch()
+        r, r1 = torch.randn(m, 16), torch.randn(m, 16)
+        d.requires_grad_(False)
+        s_rand, s_ref, s_int, es, dd = styles(x, ys, xr, yt, r)
+        zero = torch.zeros_like(dd)
+        e0 = e(x, zero)
+        sts = [s_rand, s_ref, s_int, es + mp(r1, dd), e0 + mp(r, zero), e0 + e(xr, zero)]
+        y = g(x.repeat(6, 1, 1, 1), torch.cat(sts))
+        xl, xref, xl1, rec1, rec2 = y[:m], y[m:2 * m], y[3 * m:4 * m], y[4 * m:5 * m], y[5 * m:]
+        adv, cls = d(y[:3 * m])
+        g_adv = -adv.mean()
+        g_cls = bce(cls, yt.repeat(3, 1)) * 10
+        rec = (l1(x, rec1) + l1(x, rec2)) * 50
+        cyc = (l1(s_rand, e(xl.detach(), dd) + es) + l1(s_ref, e(xref.detach(), dd) + es)) * 100
+        ak = (1 - dd.abs()) * (1 - 2 * ys)
+        akl = l1(e(xl, ak), e(x, ak)) * 100
+        sty = l1(s_rand, s_ref) * 50
+        ms = l1(r1, r) / (l1(xl1.detach(), xl) + 1e-5) * 0.005
+        loss_g = g_adv + g_cls + rec + cyc + akl + sty + ms
+        og.zero_grad()
+        loss_g.backward()
+        og.step()
+        d.requires_grad_(True)
+        return out + [t.item() for t in (loss_g, g_adv, g_cls, rec, cyc, akl, sty, ms)]
+
+    return step, 1
+
+
 WORKLOADS = {
+    "attribute64_step": attribute64_step,
     "autoencoder64_step": autoencoder64_step,
     "ddpm_latent_step": ddpm_latent_step,
     "pix2pix64_step": pix2pix64_step,
@@ -565,6 +645,10 @@ def main():
         # ops are not counted. TorchScript modules (inception_features) are opaque to it.
         from torch.utils.flop_counter import FlopCounterMode
         step()
+        if a.workload == "attribute64_step":
+            # FlopCounterMode cannot follow autograd.grad (WGAN-GP's double backward).
+            print(json.dumps({"workload": a.workload, "flops_per_item": None}))
+            return
         counter = FlopCounterMode(display=False)
         with counter:
             step()

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 mod bench_cmd;
 mod data_cmd;
+mod edit_cmd;
 mod translate_cmd;
 
 use anyhow::Context;
@@ -55,7 +56,7 @@ enum Command {
     #[command(hide = true)]
     Rasterize(data_cmd::RasterizeArgs),
     /// Translate images with a trained translation run (pix2pix, cyclegan, ugatit, ladiffgan): one PNG per
-    /// input.
+    /// input; or edit them by attributes with a multi-attribute run (bridgegan: --set, --reference).
     Translate(translate_cmd::TranslateArgs),
     /// Draw samples from a trained run: samples.npy, plus a scatter plot (2-D) or PNGs in
     /// images/ and grid.png (images).

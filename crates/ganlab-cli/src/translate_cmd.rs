@@ -29,7 +29,8 @@ pub struct DescribeArgs {
 /// Arguments of `ganlab translate`.
 #[derive(Args, Debug)]
 pub struct TranslateArgs {
-    /// Run directory of a translation task (pix2pix, cyclegan, ugatit, ladiffgan).
+    /// Run directory of a translation task (pix2pix, cyclegan, ugatit, ladiffgan) or of a
+    /// multi-attribute task (bridgegan).
     #[arg(long)]
     run: PathBuf,
     /// An image file (PNG/JPEG) or a folder of them.
@@ -41,9 +42,25 @@ pub struct TranslateArgs {
     /// Direction (a2b or b2a; default: the run's first, a2b for unpaired runs).
     #[arg(long)]
     direction: Option<String>,
-    /// Seed of the generator's noise (pix2pix: dropout, as at test time in the paper).
+    /// Seed of the generator's noise (pix2pix: dropout, as at test time in the paper;
+    /// attribute runs: the style noise R).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Attribute runs: target attributes, e.g. `Man=1,Skin_Tone_3=1` (repeatable: one grid
+    /// row per target); the source's attributes are read by the model's classifier.
+    #[arg(long = "set", value_name = "ATTR=0|1,...")]
+    set: Vec<String>,
+    /// Attribute runs: reference image(s) whose style the target attributes take (file or
+    /// folder); without --set the target is each reference's own attributes.
+    #[arg(long)]
+    reference: Option<PathBuf>,
+    /// Attribute runs: mix of label-based (1) and reference-based (0) style codes (default:
+    /// 0 with --reference, else 1).
+    #[arg(long)]
+    alpha: Option<f64>,
+    /// Attribute runs: label-based samples per input and target (different noise R).
+    #[arg(long, default_value_t = 1)]
+    samples: i64,
 }
 
 /// `ganlab describe`.
@@ -148,6 +165,30 @@ fn fmt_count(n: i64) -> String {
 /// `ganlab translate`.
 pub fn translate(a: TranslateArgs) -> anyhow::Result<()> {
     let run = Run::open(&a.run)?;
+    if let Some(ed) = run.task().editor() {
+        return crate::edit_cmd::edit(
+            ed,
+            crate::edit_cmd::EditArgs {
+                run: &a.run,
+                step: run.step(),
+                input: &a.input,
+                out: &a.out,
+                set: &a.set,
+                reference: a.reference.as_deref(),
+                alpha: a.alpha,
+                samples: a.samples,
+                seed: a.seed,
+            },
+        );
+    }
+    if !a.set.is_empty() || a.reference.is_some() || a.alpha.is_some() || a.samples != 1 {
+        return Err(GanError::Input(format!(
+            "--set, --reference, --alpha and --samples apply to attribute runs; {} is a {} run",
+            a.run.display(),
+            run.task().kind()
+        ))
+        .into());
+    }
     let tr = run.translator()?;
     let direction = a
         .direction

@@ -27,6 +27,7 @@ pub const WORKLOADS: &[&str] = &[
     "ugatit64_step",
     "autoencoder64_step",
     "ddpm_latent_step",
+    "attribute64_step",
 ];
 
 /// Calls per timed block for `workload` (about one second each on 2 CPU cores).
@@ -42,6 +43,7 @@ pub fn default_iters(workload: &str) -> usize {
         "ugatit64_step" => 2,
         "autoencoder64_step" => 2,
         "ddpm_latent_step" => 20,
+        "attribute64_step" => 2,
         "diffusion_noise" => 200,
         _ => 300,
     }
@@ -51,7 +53,8 @@ pub fn default_iters(workload: &str) -> usize {
 pub fn default_warmup(workload: &str) -> usize {
     match workload {
         "inception_features" | "dcgan64_gan" | "sngan32_gan" => 1,
-        "pix2pix64_step" | "cyclegan64_step" | "ugatit64_step" | "autoencoder64_step" => 3,
+        "pix2pix64_step" | "cyclegan64_step" | "ugatit64_step" | "autoencoder64_step"
+        | "attribute64_step" => 3,
         "ddpm_latent_step" => 10,
         "dcgan32_gan" => 3,
         _ => 50,
@@ -292,6 +295,43 @@ pub fn run(workload: &str, p: Protocol) -> Result<Measurement> {
                 let mut t = Trainer::new(dd, &scratch.0.join("ddpm"))?;
                 Box::new(move || t.train_step().map(|_| 64.0))
             }
+        }
+        "attribute64_step" => {
+            // The multi-attribute model as configs/bridgegan-emoji.toml with one D step per G
+            // step (bench/pytorch_ref.py): 64 random 64 px images in CelebA's layout with
+            // random labels of the config's 8 attributes, batch 8.
+            tch::manual_seed(0);
+            let img = scratch.0.join("people/images");
+            crate::error::IoContext::at(std::fs::create_dir_all(&img), &img)?;
+            let mut cfg = TrainConfig::from_toml_str(
+                include_str!("../../../configs/bridgegan-emoji.toml"),
+                std::path::Path::new("attribute64_step"),
+            )?;
+            let names = cfg.bridgegan.data.attributes.clone();
+            let mut attr = format!("64\n{}\n", names.join(" "));
+            let mut part = String::new();
+            for i in 0..64 {
+                let x =
+                    tch::Tensor::rand([3, 64, 64], (tch::Kind::Float, tch::Device::Cpu)) * 2 - 1;
+                crate::data::write_png(&img.join(format!("{i:03}.png")), &x)?;
+                let v: Vec<&str> = (0..names.len())
+                    .map(|j| if (i * 7 + j * 3) % 5 < 2 { "1" } else { "-1" })
+                    .collect();
+                attr += &format!("{i:03}.png {}\n", v.join(" "));
+                part += &format!("{i:03}.png {}\n", if i < 56 { 0 } else { 2 });
+            }
+            for (f, text) in [("list_attr.txt", attr), ("list_eval_partition.txt", part)] {
+                let p = scratch.0.join("people").join(f);
+                crate::error::IoContext::at(std::fs::write(&p, text), &p)?;
+            }
+            cfg.bridgegan.data.dir = scratch.0.join("people");
+            cfg.bridgegan.data.exclusive.clear();
+            cfg.bridgegan.data.flip = false;
+            cfg.bridgegan.n_critic = 1;
+            cfg.run.device = "cpu".into();
+            cfg.run.steps = 100_000_000;
+            let mut t = Trainer::new(cfg, &scratch.0.join("run"))?;
+            Box::new(move || t.train_step().map(|_| 1.0))
         }
         "diffusion_noise" => {
             // Diffusion-GAN's added cost per minibatch: draw t for 64 RGB 32×32 images and

@@ -2,6 +2,7 @@
 //! samplers drawn from torch's generator (reseeded per step by the trainer, so a run is
 //! reproducible and resumable).
 
+pub mod attributes;
 pub mod cifar;
 pub mod folder;
 pub mod idx;

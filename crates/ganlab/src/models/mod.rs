@@ -3,6 +3,7 @@
 //! trainer runs any of them unchanged.
 
 pub mod autoencoder;
+pub mod bridgegan;
 pub mod conditional;
 pub mod dcgan;
 pub mod latent_unet;

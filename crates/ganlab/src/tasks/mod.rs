@@ -11,6 +11,7 @@
 //! config section, and one line in [`build`].
 
 pub mod autoencoder;
+pub mod bridgegan;
 pub mod cyclegan;
 pub mod ddpm;
 pub mod gan;
@@ -155,6 +156,10 @@ pub trait Task: std::fmt::Debug {
     fn denoiser(&self) -> Option<&dyn ddpm::LatentDenoiser> {
         None
     }
+    /// Attribute editing, for multi-attribute translation runs.
+    fn editor(&self) -> Option<&dyn AttributeEditor> {
+        None
+    }
 }
 
 /// The diffusion controller's state as logged scalars: T, p and r_d (NaN before the first
@@ -213,6 +218,7 @@ pub fn build(cfg: &TrainConfig, mode: Mode) -> Result<Box<dyn Task>> {
         TaskKind::Autoencoder => Box::new(autoencoder::AutoencoderTask::new(cfg, mode)?),
         TaskKind::Ddpm => Box::new(ddpm::Ddpm::new(cfg, mode)?),
         TaskKind::Ladiffgan => Box::new(ladiffgan::Ladiffgan::new(cfg, mode)?),
+        TaskKind::Bridgegan => Box::new(bridgegan::BridgeGan::new(cfg, mode)?),
     })
 }
 
@@ -276,8 +282,39 @@ pub trait Translator {
     fn translate(&self, x: &Tensor, direction: &str) -> Result<Tensor>;
 }
 
+/// A task that edits images by binary attributes (multi-attribute translation): label-based
+/// (target attributes, style from noise) and, where the model has a style encoder,
+/// reference-based (style from reference images) and mixes of the two.
+pub trait AttributeEditor {
+    /// The attribute names, in label order.
+    fn attributes(&self) -> &[String];
+    /// Per attribute, the attributes that setting it to 1 turns to 0 (the conflict rule of
+    /// [`crate::data::attributes`]).
+    fn mates(&self) -> Vec<Vec<usize>>;
+    /// The side of the square RGB images it takes.
+    fn image_size(&self) -> i64;
+    /// The labels [n, k] in {0, 1} the model's own classifier reads from images `x`.
+    fn classify(&self, x: &Tensor) -> Result<Tensor>;
+    /// True when the model takes reference images.
+    fn has_reference(&self) -> bool;
+    /// Images `x` [n, 3, s, s] with labels `y_s` edited to `y_t` (no gradient): α = 1 is
+    /// label-based (noise drawn from libtorch's generator), α = 0 reference-based (style of
+    /// `x_r` [n, 3, s, s]), between them the mix of the two style codes.
+    fn edit(
+        &self,
+        x: &Tensor,
+        y_s: &Tensor,
+        y_t: &Tensor,
+        x_r: Option<&Tensor>,
+        alpha: f64,
+    ) -> Result<Tensor>;
+}
+
 #[cfg(test)]
 pub(crate) mod translation_tests;
 
 #[cfg(test)]
 pub(crate) mod latent_tests;
+
+#[cfg(test)]
+pub(crate) mod bridgegan_tests;

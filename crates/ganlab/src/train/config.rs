@@ -23,6 +23,7 @@ use crate::models::mlp::MlpConfig;
 use crate::models::sngan::SnganConfig;
 use crate::objectives::ObjectiveConfig;
 use crate::tasks::autoencoder::AutoencoderTaskConfig;
+use crate::tasks::bridgegan::BridgeConfig;
 use crate::tasks::cyclegan::CycleGanConfig;
 use crate::tasks::ddpm::DdpmConfig;
 use crate::tasks::ladiffgan::LadiffganConfig;
@@ -52,6 +53,9 @@ pub enum TaskKind {
     /// LaDiffGAN: U-GAT-IT with latent diffusion supervision (`crate::tasks::ladiffgan`;
     /// sections ugatit and ladiffgan).
     Ladiffgan,
+    /// Multi-attribute translation, label- and reference-based (`crate::tasks::bridgegan`;
+    /// section bridgegan).
+    Bridgegan,
 }
 
 impl TaskKind {
@@ -65,6 +69,7 @@ impl TaskKind {
             TaskKind::Autoencoder => &["autoencoder"],
             TaskKind::Ddpm => &["ddpm"],
             TaskKind::Ladiffgan => &["ugatit", "ladiffgan"],
+            TaskKind::Bridgegan => &["bridgegan"],
         }
     }
 
@@ -78,6 +83,7 @@ impl TaskKind {
             TaskKind::Autoencoder,
             TaskKind::Ddpm,
             TaskKind::Ladiffgan,
+            TaskKind::Bridgegan,
         ]
         .iter()
         .flat_map(|k| k.sections().iter().copied())
@@ -94,6 +100,7 @@ impl TaskKind {
             TaskKind::Autoencoder => "autoencoder",
             TaskKind::Ddpm => "ddpm",
             TaskKind::Ladiffgan => "ladiffgan",
+            TaskKind::Bridgegan => "bridgegan",
         }
     }
 }
@@ -102,7 +109,8 @@ impl TaskKind {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TaskConfig {
-    /// "gan" (default), "pix2pix", "cyclegan", "ugatit", "autoencoder", "ddpm" or "ladiffgan".
+    /// "gan" (default), "pix2pix", "cyclegan", "ugatit", "autoencoder", "ddpm", "ladiffgan" or
+    /// "bridgegan".
     pub kind: TaskKind,
 }
 
@@ -340,6 +348,8 @@ pub struct TrainConfig {
     pub ddpm: DdpmConfig,
     /// What LaDiffGAN adds to U-GAT-IT.
     pub ladiffgan: LadiffganConfig,
+    /// The multi-attribute translation task.
+    pub bridgegan: BridgeConfig,
 }
 
 /// What a run's config.toml holds: the shared sections and the chosen task's.
@@ -368,6 +378,8 @@ struct TaskView<'a> {
     ddpm: Option<&'a DdpmConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ladiffgan: Option<&'a LadiffganConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bridgegan: Option<&'a BridgeConfig>,
 }
 
 impl Default for TrainConfig {
@@ -386,6 +398,7 @@ impl Default for TrainConfig {
             autoencoder: AutoencoderTaskConfig::default(),
             ddpm: DdpmConfig::default(),
             ladiffgan: LadiffganConfig::default(),
+            bridgegan: BridgeConfig::default(),
         }
     }
 }
@@ -504,7 +517,8 @@ impl TrainConfig {
                 | TaskKind::Ugatit
                 | TaskKind::Autoencoder
                 | TaskKind::Ddpm
-                | TaskKind::Ladiffgan,
+                | TaskKind::Ladiffgan
+                | TaskKind::Bridgegan,
                 _,
             ) => DiffusionConfig {
                 enabled: false,
@@ -567,6 +581,7 @@ impl TrainConfig {
             autoencoder: (self.task.kind == TaskKind::Autoencoder).then_some(&self.autoencoder),
             ddpm: (self.task.kind == TaskKind::Ddpm).then_some(&self.ddpm),
             ladiffgan: (self.task.kind == TaskKind::Ladiffgan).then_some(&self.ladiffgan),
+            bridgegan: (self.task.kind == TaskKind::Bridgegan).then_some(&self.bridgegan),
         };
         toml::to_string_pretty(&view).expect("config is always serializable")
     }
@@ -632,6 +647,7 @@ impl TrainConfig {
                 self.ugatit.validate("ugatit")?;
                 self.ladiffgan.validate("ladiffgan")
             }
+            TaskKind::Bridgegan => self.bridgegan.validate("bridgegan"),
         }
     }
 
@@ -779,6 +795,7 @@ mod shipped_configs {
             "autoencoder",
             "ddpm",
             "ladiffgan",
+            "bridgegan",
         ] {
             let text = format!("[task]\nkind = \"{kind}\"\n");
             want.push(

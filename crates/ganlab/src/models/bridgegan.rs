@@ -1,0 +1,528 @@
+//! The networks of multi-attribute translation by label- and reference-based synthesis
+//! (Huang et al., ICCV 2021; multi-attribute-translation-supplement.txt Figs. 2–5), layer for
+//! layer as the official code builds them (huangqiusheng/BridgeGAN `models_712.py`:
+//! `Generator2_wRelu`, `MappingNet_multiStream_deconv_wIN_wRelu_concat`,
+//! `Encoder4_wIN_wRelu_concat`, `Discriminator`, `ResBlk`, with `train_arch9.py`'s
+//! arguments; ../shared/specs/translation.md §4):
+//!
+//! - **ResBlk** (pre-activation): norm → act → [nearest ×2] → conv3 → norm → act → conv3 →
+//!   [avgpool 2], plus the input, through a 1×1 conv (with bias; after the ×2 or before the
+//!   pool) whenever the width changes or the block resamples. Norms: instance norm with a
+//!   learnt shift and no scale (TF-slim's `instance_norm` defaults, ε 1e-6), SPADE, or none.
+//! - **SPADE**: parameter-free instance norm x̂, the style map nearest-resized to x's size,
+//!   a = ReLU(conv3(s → 128)), γ = conv3(a → C), β = conv3(a → C); out = x̂·(1 + γ) + β. Each
+//!   SPADE block has two (one per norm), each with its own convs.
+//! - **G** (ReLU): conv1×1 → 32; 3 ResBlk↓ IN to 64, 128, 256; ResBlk IN; ResBlk SPADE;
+//!   3 ResBlk↑ SPADE to 128, 64, 32; ReLU; conv1×1 → 3; tanh.
+//! - **M**: FC(R ‖ att_diff → 4·4·2c) reshaped to 2c × 4 × 4; ResBlk↑ (IN, ReLU) to c, as
+//!   many as reach the style side (4 at 128 px); ReLU; conv1×1 c; IN; ReLU.
+//! - **E**: conv1×1(X ‖ tiled att → c/2); ResBlk↓ (IN, ReLU) to c; 3 × ResBlk c; ReLU;
+//!   conv1×1 c; IN; ReLU. Style maps are c × H/2 × W/2 (32 × 64 × 64 at 128 px).
+//! - **D / C**: conv1×1 → 16; 4 × ResBlk↓ (no norm, LReLU 0.2) to 32 … 256 at H/16; LReLU;
+//!   two unshared heads, each conv(H/16 × H/16, valid) 256 + LReLU + FC → 1 (D) or k (C).
+//!
+//! Weights are Glorot-uniform and biases zero (TF-slim's defaults). M's reshape is
+//! channel-first here (TF reshapes channel-last); the FC's output is relabelled, which
+//! changes neither the function class nor the parameter count.
+
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, Init, Module};
+use tch::Tensor;
+
+use crate::error::{GanError, Result};
+use crate::nn::LeakyRelu;
+
+/// `[<task>.model]`: widths of the four networks (the block counts are the paper's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BridgeModelConfig {
+    /// G's first width (code `ch_gen`: 32); doubled by each of its 3 down-samplings.
+    pub g_ch: i64,
+    /// Channels of the style maps (code: 2·`ch_enc` = 32); E starts at half of it.
+    pub style_ch: i64,
+    /// Length of the noise vector R (code `dim_noise`: 16).
+    pub noise_dim: i64,
+    /// D's first width (code `ch_dis`: 16); doubled by each of its 4 down-samplings.
+    pub d_ch: i64,
+    /// Hidden width of every SPADE (SPADE: 128).
+    pub spade_hidden: i64,
+}
+
+impl Default for BridgeModelConfig {
+    fn default() -> Self {
+        Self {
+            g_ch: 32,
+            style_ch: 32,
+            noise_dim: 16,
+            d_ch: 16,
+            spade_hidden: 128,
+        }
+    }
+}
+
+impl BridgeModelConfig {
+    /// Checks every field; `size` is the image side (a power of 2 from 32).
+    pub fn validate(&self, prefix: &str, size: i64) -> Result<()> {
+        for (f, v, lo, hi) in [
+            ("g_ch", self.g_ch, 1, 256),
+            ("style_ch", self.style_ch, 2, 512),
+            ("noise_dim", self.noise_dim, 1, 1024),
+            ("d_ch", self.d_ch, 1, 256),
+            ("spade_hidden", self.spade_hidden, 1, 1024),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                return Err(GanError::config(
+                    format!("{prefix}.{f}"),
+                    format!("must be in [{lo}, {hi}], got {v}"),
+                ));
+            }
+        }
+        if self.style_ch % 2 != 0 {
+            return Err(GanError::config(
+                format!("{prefix}.style_ch"),
+                format!(
+                    "must be even (E starts at half of it), got {}",
+                    self.style_ch
+                ),
+            ));
+        }
+        if size < 32 || size.count_ones() != 1 {
+            return Err(GanError::config(
+                prefix.to_string(),
+                format!("needs an image side that is a power of 2 from 32, got {size}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// M's up-sampling blocks: from 4 × 4 to the style side H/2.
+    pub fn mapping_blocks(size: i64) -> i64 {
+        (size / 2 / 4).trailing_zeros() as i64
+    }
+}
+
+/// Glorot-uniform bound of a layer with `fan_in` and `fan_out`.
+fn glorot(fan_in: i64, fan_out: i64) -> Init {
+    let b = (6.0 / (fan_in + fan_out) as f64).sqrt();
+    Init::Uniform { lo: -b, up: b }
+}
+
+/// A k × k conv with bias, 'same' padding (odd k) or 'valid' (`valid`).
+fn conv(p: nn::Path, cin: i64, cout: i64, k: i64, valid: bool) -> nn::Conv2D {
+    nn::conv2d(
+        p,
+        cin,
+        cout,
+        k,
+        nn::ConvConfig {
+            padding: if valid { 0 } else { k / 2 },
+            ws_init: glorot(cin * k * k, cout * k * k),
+            bs_init: Init::Const(0.0),
+            ..Default::default()
+        },
+    )
+}
+
+fn linear(p: nn::Path, cin: i64, cout: i64) -> nn::Linear {
+    nn::linear(
+        p,
+        cin,
+        cout,
+        nn::LinearConfig {
+            ws_init: glorot(cin, cout),
+            bs_init: Some(Init::Const(0.0)),
+            bias: true,
+        },
+    )
+}
+
+/// Instance norm without parameters, ε 1e-6 (TF-slim's).
+fn in_plain(x: &Tensor) -> Tensor {
+    x.instance_norm::<Tensor>(None, None, None, None, true, 0.1, 1e-6, false)
+}
+
+/// SPADE (see module docs).
+#[derive(Debug)]
+pub struct Spade {
+    shared: nn::Conv2D,
+    gamma: nn::Conv2D,
+    beta: nn::Conv2D,
+}
+
+impl Spade {
+    /// SPADE of a `c`-channel input driven by `style_ch`-channel maps.
+    pub fn new(p: nn::Path, c: i64, style_ch: i64, hidden: i64) -> Self {
+        Self {
+            shared: conv(&p / "shared", style_ch, hidden, 3, false),
+            gamma: conv(&p / "gamma", hidden, c, 3, false),
+            beta: conv(&p / "beta", hidden, c, 3, false),
+        }
+    }
+
+    /// x̂·(1 + γ(s)) + β(s).
+    pub fn forward(&self, x: &Tensor, s: &Tensor) -> Tensor {
+        let (h, w) = (x.size()[2], x.size()[3]);
+        let s = if s.size()[2..] == [h, w] {
+            s.shallow_clone()
+        } else {
+            s.upsample_nearest2d([h, w], None, None)
+        };
+        let a = self.shared.forward(&s).relu();
+        in_plain(x) * (self.gamma.forward(&a) + 1.0) + self.beta.forward(&a)
+    }
+}
+
+/// The norm of a ResBlk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockNorm {
+    /// Instance norm with a learnt shift.
+    In,
+    /// SPADE on the style map.
+    Spade,
+    /// None (D).
+    None,
+}
+
+#[derive(Debug)]
+enum NormLayer {
+    In(Tensor),
+    Spade(Box<Spade>),
+    None,
+}
+
+impl NormLayer {
+    fn new(p: nn::Path, norm: BlockNorm, c: i64, style_ch: i64, hidden: i64) -> Self {
+        match norm {
+            BlockNorm::In => NormLayer::In(p.var("beta", &[c], Init::Const(0.0))),
+            BlockNorm::Spade => NormLayer::Spade(Box::new(Spade::new(p, c, style_ch, hidden))),
+            BlockNorm::None => NormLayer::None,
+        }
+    }
+
+    fn forward(&self, x: &Tensor, s: Option<&Tensor>) -> Tensor {
+        match self {
+            NormLayer::In(beta) => in_plain(x) + beta.view([1, -1, 1, 1]),
+            NormLayer::Spade(sp) => sp.forward(x, s.expect("a SPADE block needs a style map")),
+            NormLayer::None => x.shallow_clone(),
+        }
+    }
+}
+
+/// Activation of a ResBlk.
+#[derive(Debug, Clone, Copy)]
+pub enum Act {
+    /// ReLU (G, M, E).
+    Relu,
+    /// LeakyReLU 0.2 (D).
+    Lrelu,
+}
+
+impl Act {
+    fn apply(self, x: &Tensor) -> Tensor {
+        match self {
+            Act::Relu => x.relu(),
+            Act::Lrelu => LeakyRelu::new(0.2).forward(x),
+        }
+    }
+}
+
+/// Resampling of a ResBlk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resample {
+    /// None.
+    Keep,
+    /// Nearest ×2 before the first conv.
+    Up,
+    /// Average pooling /2 after the second conv.
+    Down,
+}
+
+/// The pre-activation residual block (see module docs).
+#[derive(Debug)]
+pub struct ResBlk {
+    norm1: NormLayer,
+    conv1: nn::Conv2D,
+    norm2: NormLayer,
+    conv2: nn::Conv2D,
+    shortcut: Option<nn::Conv2D>,
+    act: Act,
+    resample: Resample,
+}
+
+/// What a ResBlk is: widths, norm, activation, resampling, and the style width / SPADE
+/// hidden width its SPADE norms use.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockSpec {
+    /// Input width.
+    pub cin: i64,
+    /// Output width.
+    pub cout: i64,
+    /// Norm.
+    pub norm: BlockNorm,
+    /// Activation.
+    pub act: Act,
+    /// Resampling.
+    pub resample: Resample,
+    /// Style-map width (SPADE only).
+    pub style_ch: i64,
+    /// SPADE hidden width (SPADE only).
+    pub hidden: i64,
+}
+
+impl ResBlk {
+    /// The block `b` under `p`.
+    pub fn new(p: nn::Path, b: BlockSpec) -> Self {
+        let learned = b.cin != b.cout || b.resample != Resample::Keep;
+        Self {
+            norm1: NormLayer::new(&p / "norm1", b.norm, b.cin, b.style_ch, b.hidden),
+            conv1: conv(&p / "conv1", b.cin, b.cout, 3, false),
+            norm2: NormLayer::new(&p / "norm2", b.norm, b.cout, b.style_ch, b.hidden),
+            conv2: conv(&p / "conv2", b.cout, b.cout, 3, false),
+            shortcut: learned.then(|| conv(&p / "shortcut", b.cin, b.cout, 1, false)),
+            act: b.act,
+            resample: b.resample,
+        }
+    }
+
+    /// The block on `x`, with style map `s` for SPADE norms.
+    pub fn forward(&self, x: &Tensor, s: Option<&Tensor>) -> Tensor {
+        let up = |t: &Tensor| {
+            let (h, w) = (t.size()[2], t.size()[3]);
+            t.upsample_nearest2d([2 * h, 2 * w], None, None)
+        };
+        let mut y = self.act.apply(&self.norm1.forward(x, s));
+        if self.resample == Resample::Up {
+            y = up(&y);
+        }
+        y = self.conv1.forward(&y);
+        y = self
+            .conv2
+            .forward(&self.act.apply(&self.norm2.forward(&y, s)));
+        if self.resample == Resample::Down {
+            y = y.avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None);
+        }
+        let sc = match (&self.shortcut, self.resample) {
+            (None, _) => x.shallow_clone(),
+            (Some(c), Resample::Up) => c.forward(&up(x)),
+            (Some(c), Resample::Down) => {
+                c.forward(x)
+                    .avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None)
+            }
+            (Some(c), Resample::Keep) => c.forward(x),
+        };
+        y + sc
+    }
+}
+
+fn block(cin: i64, cout: i64, norm: BlockNorm, act: Act, resample: Resample) -> BlockSpec {
+    BlockSpec {
+        cin,
+        cout,
+        norm,
+        act,
+        resample,
+        style_ch: 0,
+        hidden: 0,
+    }
+}
+
+/// G(X_s, S): the translator (Fig. 2).
+#[derive(Debug)]
+pub struct BridgeGenerator {
+    stem: nn::Conv2D,
+    blocks: Vec<ResBlk>,
+    out: nn::Conv2D,
+}
+
+impl BridgeGenerator {
+    /// G under `p` for the config `c`.
+    pub fn new(p: nn::Path, c: &BridgeModelConfig) -> Self {
+        let mut ch = c.g_ch;
+        let mut specs = Vec::new();
+        for _ in 0..3 {
+            specs.push(block(ch, 2 * ch, BlockNorm::In, Act::Relu, Resample::Down));
+            ch *= 2;
+        }
+        specs.push(block(ch, ch, BlockNorm::In, Act::Relu, Resample::Keep));
+        specs.push(block(ch, ch, BlockNorm::Spade, Act::Relu, Resample::Keep));
+        for _ in 0..3 {
+            specs.push(block(ch, ch / 2, BlockNorm::Spade, Act::Relu, Resample::Up));
+            ch /= 2;
+        }
+        let blocks = specs
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let b = BlockSpec {
+                    style_ch: c.style_ch,
+                    hidden: c.spade_hidden,
+                    ..b
+                };
+                ResBlk::new(&p / format!("block{i}"), b)
+            })
+            .collect();
+        Self {
+            stem: conv(&p / "stem", 3, c.g_ch, 1, false),
+            blocks,
+            out: conv(&p / "out", c.g_ch, 3, 1, false),
+        }
+    }
+
+    /// G(x, s): images [n, 3, H, W] and style maps [n, style_ch, H/2, W/2] → images.
+    pub fn forward(&self, x: &Tensor, s: &Tensor) -> Tensor {
+        let mut z = self.stem.forward(x);
+        for b in &self.blocks {
+            z = b.forward(&z, Some(s));
+        }
+        self.out.forward(&z.relu()).tanh()
+    }
+}
+
+/// The final 1×1 conv + IN + ReLU of M and E.
+#[derive(Debug)]
+struct Head {
+    conv: nn::Conv2D,
+    beta: Tensor,
+}
+
+impl Head {
+    fn new(p: nn::Path, c: i64) -> Self {
+        Self {
+            conv: conv(&p / "conv", c, c, 1, false),
+            beta: (&p / "norm").var("beta", &[c], Init::Const(0.0)),
+        }
+    }
+
+    fn forward(&self, z: &Tensor) -> Tensor {
+        (in_plain(&self.conv.forward(&z.relu())) + self.beta.view([1, -1, 1, 1])).relu()
+    }
+}
+
+/// M(R, att_diff): label-based style maps (Fig. 4).
+#[derive(Debug)]
+pub struct MappingNetwork {
+    fc: nn::Linear,
+    blocks: Vec<ResBlk>,
+    head: Head,
+    ch: i64,
+}
+
+impl MappingNetwork {
+    /// M under `p` for `n_att` attributes and `size` px images.
+    pub fn new(p: nn::Path, c: &BridgeModelConfig, n_att: i64, size: i64) -> Self {
+        let ch = c.style_ch;
+        let blocks = (0..BridgeModelConfig::mapping_blocks(size))
+            .map(|i| {
+                let cin = if i == 0 { 2 * ch } else { ch };
+                let b = block(cin, ch, BlockNorm::In, Act::Relu, Resample::Up);
+                ResBlk::new(&p / format!("block{i}"), b)
+            })
+            .collect();
+        Self {
+            fc: linear(&p / "fc", c.noise_dim + n_att, 16 * 2 * ch),
+            blocks,
+            head: Head::new(&p / "head", ch),
+            ch,
+        }
+    }
+
+    /// M(r, d): noise [n, noise_dim] and attribute differences [n, k] → style maps.
+    pub fn forward(&self, r: &Tensor, d: &Tensor) -> Tensor {
+        let mut z = self
+            .fc
+            .forward(&Tensor::cat(&[r, d], 1))
+            .view([-1, 2 * self.ch, 4, 4]);
+        for b in &self.blocks {
+            z = b.forward(&z, None);
+        }
+        self.head.forward(&z)
+    }
+}
+
+/// E(X, att): reference-based style maps (Fig. 5).
+#[derive(Debug)]
+pub struct StyleEncoder {
+    stem: nn::Conv2D,
+    blocks: Vec<ResBlk>,
+    head: Head,
+}
+
+impl StyleEncoder {
+    /// E under `p` for `n_att` attributes.
+    pub fn new(p: nn::Path, c: &BridgeModelConfig, n_att: i64) -> Self {
+        let ch = c.style_ch;
+        let mut blocks = vec![ResBlk::new(
+            &p / "block0",
+            block(ch / 2, ch, BlockNorm::In, Act::Relu, Resample::Down),
+        )];
+        for i in 1..4 {
+            let b = block(ch, ch, BlockNorm::In, Act::Relu, Resample::Keep);
+            blocks.push(ResBlk::new(&p / format!("block{i}"), b));
+        }
+        Self {
+            stem: conv(&p / "stem", 3 + n_att, ch / 2, 1, false),
+            blocks,
+            head: Head::new(&p / "head", ch),
+        }
+    }
+
+    /// E(x, a): images [n, 3, H, W] and attribute vectors [n, k] (tiled over the image) →
+    /// style maps [n, style_ch, H/2, W/2].
+    pub fn forward(&self, x: &Tensor, a: &Tensor) -> Tensor {
+        let s = x.size();
+        let a = a
+            .view([s[0], -1, 1, 1])
+            .expand([s[0], a.size()[1], s[2], s[3]], false);
+        let mut z = self.stem.forward(&Tensor::cat(&[x, &a], 1));
+        for b in &self.blocks {
+            z = b.forward(&z, None);
+        }
+        self.head.forward(&z)
+    }
+}
+
+/// D and C: one trunk, two unshared heads (Fig. 3).
+#[derive(Debug)]
+pub struct DiscriminatorClassifier {
+    stem: nn::Conv2D,
+    blocks: Vec<ResBlk>,
+    heads: [(nn::Conv2D, nn::Linear); 2],
+}
+
+impl DiscriminatorClassifier {
+    /// D/C under `p` for `n_att` attributes and `size` px images.
+    pub fn new(p: nn::Path, c: &BridgeModelConfig, n_att: i64, size: i64) -> Self {
+        let mut ch = c.d_ch;
+        let mut blocks = Vec::new();
+        for i in 0..4 {
+            let b = block(ch, 2 * ch, BlockNorm::None, Act::Lrelu, Resample::Down);
+            blocks.push(ResBlk::new(&p / format!("block{i}"), b));
+            ch *= 2;
+        }
+        let k = size / 16;
+        let head = |name: &str, out: i64| {
+            (
+                conv(&p / name / "conv", ch, ch, k, true),
+                linear(&p / name / "fc", ch, out),
+            )
+        };
+        Self {
+            stem: conv(&p / "stem", 3, c.d_ch, 1, false),
+            blocks,
+            heads: [head("adv", 1), head("cls", n_att)],
+        }
+    }
+
+    /// (D(x) [n], C(x) attribute logits [n, k]).
+    pub fn forward(&self, x: &Tensor) -> (Tensor, Tensor) {
+        let mut z = self.stem.forward(x);
+        for b in &self.blocks {
+            z = b.forward(&z, None);
+        }
+        let z = LeakyRelu::new(0.2).forward(&z);
+        let head = |(c, f): &(nn::Conv2D, nn::Linear)| {
+            f.forward(&LeakyRelu::new(0.2).forward(&c.forward(&z)).flatten(1, -1))
+        };
+        (head(&self.heads[0]).view([-1]), head(&self.heads[1]))
+    }
+}

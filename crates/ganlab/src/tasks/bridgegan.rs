@@ -1,0 +1,813 @@
+//! Multi-attribute translation bridging label- and reference-based synthesis (Huang et al.,
+//! ICCV 2021; multi-attribute-translation-supplement.txt), as its official code trains it
+//! (huangqiusheng/BridgeGAN `train_arch9.py`; ../shared/specs/translation.md §4). Networks:
+//! [`crate::models::bridgegan`].
+//!
+//! With source images X_s, labels Y_s ∈ {0, 1}^k, and a reference batch that is the source
+//! batch shuffled (X_r, with Y_t = its labels as the target):
+//! - att_diff d = Y_t − Y_s ∈ {−1, 0, 1}^k;
+//! - style maps, combined by addition: S_rand = E(X_s, −d) + M(R, d) (label-based, R ~ N(0,
+//!   I)), S_ref = E(X_s, −d) + E(X_r, d) (reference-based), S_int = α·S_rand + (1 − α)·S_ref
+//!   with α ~ U(0, 1) per image; X_g^{l,r,i} = G(X_s, S).
+//!
+//! D step (5 per G step, each on a fresh batch, fakes without gradient):
+//! L_D = −(E D(X_s) − mean_k E D(X_g^k)) + λ_gp·mean_k GP(X_s, X_g^k) + BCE(C(X_s), Y_s),
+//! GP at x̂ = X_s + u(X_g − X_s), u ~ U(0, 1) per image (WGAN-GP, λ_gp = 10).
+//!
+//! G step (G, M and E are one optimizer group, as the code's `G*` scopes), |·|₁ a mean:
+//! - adversarial −mean_k E D(X_g^k); classification mean_k BCE(C(X_g^k), Y_t);
+//! - L_rec = ½(|X_s − G(X_s, E(X_s, 0) + M(R, 0))|₁ + |X_s − G(X_s, E(X_s, 0) + E(X_r, 0))|₁);
+//! - L_cyc = |S_rand − (E(sg X_g^l, d) + E(X_s, −d))|₁ + |S_ref − (E(sg X_g^r, d) + E(X_s,
+//!   −d))|₁;
+//! - L_ak (supplement eqs. 10–11, Fig. 1): att_ak = (1 − |d|) ⊙ (1 − 2·Y_s),
+//!   L_ak = |E(X_g^l, att_ak) − E(X_s, att_ak)|₁;
+//! - L_sty = |S_rand − S_ref|₁;
+//! - L_ms = |R₁ − R|₁ / (|sg G(X_s, S_rand(R₁)) − G(X_s, S_rand(R))|₁ + 1e-5), R₁ a second
+//!   draw (mode seeking).
+//!
+//! **Weights: the supplement's** (§C): λ_cls 10, λ_rec 100, λ_cyc 100, λ_ak 100, λ_sty 50,
+//! λ_ms 0.005. The code weighs the *mean* of (cyc_rand, cyc_ref, ak) by 50 instead, i.e.
+//! cyc_weight = ak_weight = 50/3 ≈ 16.667 per term here (configs/bridgegan-celeba128.toml
+//! says how to switch). **Batch**: the supplement's 48 (the code: 60). **The noise table**:
+//! the code keeps one R per training image (N(0, 1) at start) and, each G step, moves the
+//! reference's R by r ← clip(r + (0.9/rms(g) + 5)·g, −1, 1), g = ∂ MSE(E(X_r, d), M(r, d))/∂r
+//! — an ascent as written. The spec recommends fresh R (`noise_table = false`, default);
+//! `noise_table = true` reproduces the code, the table saved with each checkpoint. Adam 2e-4,
+//! β (0.5, 0.999), constant lr.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device, Kind, Tensor};
+
+use super::{Curve, Mode, Outputs, Scalars, Section, StepContext, Task};
+use crate::data::attributes::{AttributeDataConfig, AttributeSet};
+use crate::error::{GanError, Result};
+use crate::models::bridgegan::{
+    BridgeGenerator, BridgeModelConfig, DiscriminatorClassifier, MappingNetwork, StyleEncoder,
+};
+use crate::objectives::penalties::gradient_penalty;
+use crate::tasks::{Group, Groups};
+use crate::train::config::TrainConfig;
+use crate::train::optim::OptimizerConfig;
+use crate::train::step_seed;
+
+/// `[bridgegan.optim]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BridgeOptim {
+    /// G, M and E (Adam 2e-4, β (0.5, 0.999)).
+    pub g: OptimizerConfig,
+    /// D/C (as G).
+    pub d: OptimizerConfig,
+}
+
+impl Default for BridgeOptim {
+    fn default() -> Self {
+        let adam = OptimizerConfig {
+            beta1: 0.5,
+            ..OptimizerConfig::adam(2e-4)
+        };
+        Self {
+            g: adam.clone(),
+            d: adam,
+        }
+    }
+}
+
+/// `[bridgegan]`: the task's section (see module docs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BridgeConfig {
+    /// λ_cls of G's classification term (D's is 1).
+    pub cls_weight: f64,
+    /// λ_rec.
+    pub rec_weight: f64,
+    /// λ_cyc, per cycle term.
+    pub cyc_weight: f64,
+    /// λ_ak.
+    pub ak_weight: f64,
+    /// λ_sty.
+    pub sty_weight: f64,
+    /// λ_ms.
+    pub ms_weight: f64,
+    /// λ of WGAN-GP.
+    pub gp_weight: f64,
+    /// D steps per G step.
+    pub n_critic: i64,
+    /// The code's per-image noise table with its ascent (see module docs).
+    pub noise_table: bool,
+    /// Fixed test images shown in the grids.
+    pub probes: i64,
+    /// The attribute data.
+    pub data: AttributeDataConfig,
+    /// Network widths.
+    pub model: BridgeModelConfig,
+    /// Optimizers.
+    pub optim: BridgeOptim,
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        Self {
+            cls_weight: 10.0,
+            rec_weight: 100.0,
+            cyc_weight: 100.0,
+            ak_weight: 100.0,
+            sty_weight: 50.0,
+            ms_weight: 0.005,
+            gp_weight: 10.0,
+            n_critic: 5,
+            noise_table: false,
+            probes: 8,
+            data: AttributeDataConfig::default(),
+            model: BridgeModelConfig::default(),
+            optim: BridgeOptim::default(),
+        }
+    }
+}
+
+impl BridgeConfig {
+    /// Checks every field; `prefix` names the section.
+    pub fn validate(&self, prefix: &str) -> Result<()> {
+        for (f, v) in [
+            ("cls_weight", self.cls_weight),
+            ("rec_weight", self.rec_weight),
+            ("cyc_weight", self.cyc_weight),
+            ("ak_weight", self.ak_weight),
+            ("sty_weight", self.sty_weight),
+            ("ms_weight", self.ms_weight),
+            ("gp_weight", self.gp_weight),
+        ] {
+            if !(0.0..=1e5).contains(&v) {
+                return Err(GanError::config(
+                    format!("{prefix}.{f}"),
+                    format!("must be in [0, 100000], got {v}"),
+                ));
+            }
+        }
+        if !(1..=20).contains(&self.n_critic) {
+            return Err(GanError::config(
+                format!("{prefix}.n_critic"),
+                format!("must be in [1, 20], got {}", self.n_critic),
+            ));
+        }
+        if !(1..=64).contains(&self.probes) {
+            return Err(GanError::config(
+                format!("{prefix}.probes"),
+                format!("must be in [1, 64], got {}", self.probes),
+            ));
+        }
+        self.data.validate(&format!("{prefix}.data"))?;
+        self.model
+            .validate(&format!("{prefix}.model"), self.data.image_size)?;
+        self.optim.g.validate(&format!("{prefix}.optim.g"))?;
+        self.optim.d.validate(&format!("{prefix}.optim.d"))
+    }
+}
+
+/// d = Y_t − Y_s.
+pub fn att_diff(y_s: &Tensor, y_t: &Tensor) -> Tensor {
+    y_t - y_s
+}
+
+/// att_ak = (1 − |d|) ⊙ (1 − 2·Y_s) (supplement eq. 11): the kept attributes (|d| = 0) with
+/// the sign that flips them in E's convention, 0 for the edited ones.
+pub fn att_ak(d: &Tensor, y_s: &Tensor) -> Tensor {
+    (1.0 - d.abs()) * (1.0 - y_s * 2.0)
+}
+
+/// Mean absolute difference.
+pub fn l1(a: &Tensor, b: &Tensor) -> Tensor {
+    (a - b).abs().mean(Kind::Float)
+}
+
+/// Mean sigmoid cross-entropy of `logits` against targets `y` ∈ [0, 1] (TF's
+/// `sigmoid_cross_entropy`): max(x, 0) − x·y + log(1 + e^−|x|).
+pub fn bce_logits(logits: &Tensor, y: &Tensor) -> Tensor {
+    (logits.relu() - logits * y + (-logits.abs()).exp().log1p()).mean(Kind::Float)
+}
+
+/// L_ms = |r₁ − r|₁ / (|sg x₁ − x|₁ + 1e-5).
+pub fn mode_seeking(r1: &Tensor, r: &Tensor, x1: &Tensor, x: &Tensor) -> Tensor {
+    l1(r1, r) / (l1(&x1.detach(), x) + 1e-5)
+}
+
+/// The networks.
+#[derive(Debug)]
+pub struct BridgeNets {
+    /// G.
+    pub g: BridgeGenerator,
+    /// M.
+    pub m: MappingNetwork,
+    /// E.
+    pub e: StyleEncoder,
+    /// D/C.
+    pub dc: DiscriminatorClassifier,
+}
+
+/// The task (see module docs).
+#[derive(Debug)]
+pub struct BridgeGan {
+    cfg: TrainConfig,
+    device: Device,
+    groups: Groups,
+    nets: BridgeNets,
+    names: Vec<String>,
+    train: Option<AttributeSet>,
+    test: Option<AttributeSet>,
+    /// The code's per-image R (`noise_table`), [n_train, noise_dim].
+    table: Option<Tensor>,
+}
+
+/// One batch: sources, their labels, the references (the batch shuffled), the targets,
+/// and the references' indices in the training set.
+struct Batch {
+    x: Tensor,
+    y_s: Tensor,
+    x_r: Tensor,
+    y_t: Tensor,
+    ref_idx: Tensor,
+}
+
+impl BridgeGan {
+    /// The task of a validated config; `Mode::Train` loads the data.
+    pub fn new(cfg: &TrainConfig, mode: Mode) -> Result<Self> {
+        let c = &cfg.bridgegan;
+        let device = crate::device::resolve_device(&cfg.run.device)?;
+        tch::manual_seed(step_seed(cfg.run.seed, u64::MAX));
+        let (k, size) = (c.data.attributes.len() as i64, c.data.image_size);
+        let g_vs = nn::VarStore::new(device);
+        let d_vs = nn::VarStore::new(device);
+        let nets = BridgeNets {
+            g: BridgeGenerator::new(g_vs.root() / "g_gen", &c.model),
+            m: MappingNetwork::new(g_vs.root() / "g_map", &c.model, k, size),
+            e: StyleEncoder::new(g_vs.root() / "g_enc", &c.model, k),
+            dc: DiscriminatorClassifier::new(d_vs.root() / "dc", &c.model, k, size),
+        };
+        let mut groups = Groups::default();
+        groups.push(Group::new("g", g_vs, c.optim.g.clone(), cfg.run.ema_beta)?);
+        groups.push(Group::new("d", d_vs, c.optim.d.clone(), 0.0)?);
+        let (train, test) = match mode {
+            Mode::Train => (Some(c.data.load("train")?), Some(c.data.load("test")?)),
+            Mode::Inference => (None, None),
+        };
+        let table = match (&train, c.noise_table) {
+            (Some(t), true) => Some(Tensor::randn(
+                [t.len(), c.model.noise_dim],
+                (Kind::Float, device),
+            )),
+            _ => None,
+        };
+        Ok(Self {
+            cfg: cfg.clone(),
+            device,
+            groups,
+            nets,
+            names: c.data.attributes.clone(),
+            train,
+            test,
+            table,
+        })
+    }
+
+    fn batch(&self) -> Result<Batch> {
+        let t = self.train.as_ref().ok_or_else(|| {
+            GanError::Input("this run was opened for inference; resume it to train".into())
+        })?;
+        let m = self.cfg.run.batch_size;
+        let idx = Tensor::randint(t.len(), [m], (Kind::Int64, Device::Cpu));
+        let perm = Tensor::randperm(m, (Kind::Int64, Device::Cpu));
+        let flips = Tensor::rand([m, 1, 1, 1], (Kind::Float, Device::Cpu)).lt(0.5);
+        let mut x = t.images_at(&idx, Device::Cpu);
+        if self.cfg.bridgegan.data.flip {
+            x = x.flip([3]).where_self(&flips, &x);
+        }
+        let y_s = t.labels_at(&idx, Device::Cpu);
+        Ok(Batch {
+            x_r: x.index_select(0, &perm).to_device(self.device),
+            y_t: y_s.index_select(0, &perm).to_device(self.device),
+            ref_idx: idx.index_select(0, &perm),
+            x: x.to_device(self.device),
+            y_s: y_s.to_device(self.device),
+        })
+    }
+
+    fn noise(&self, n: i64) -> Tensor {
+        Tensor::randn(
+            [n, self.cfg.bridgegan.model.noise_dim],
+            (Kind::Float, self.device),
+        )
+    }
+
+    /// (S_rand, S_ref, S_int, E(X_s, −d)) for batch `b` and noise `r`.
+    fn styles(&self, b: &Batch, r: &Tensor) -> (Tensor, Tensor, Tensor, Tensor) {
+        let n = &self.nets;
+        let d = att_diff(&b.y_s, &b.y_t);
+        let e_s = n.e.forward(&b.x, &(-&d));
+        let s_rand = &e_s + n.m.forward(r, &d);
+        let s_ref = &e_s + n.e.forward(&b.x_r, &d);
+        let alpha = Tensor::rand([b.x.size()[0], 1, 1, 1], (Kind::Float, self.device));
+        let s_int = &alpha * &s_rand + (1.0 - &alpha) * &s_ref;
+        (s_rand, s_ref, s_int, e_s)
+    }
+
+    fn d_step(&mut self) -> Result<Scalars> {
+        let c = self.cfg.bridgegan.clone();
+        let b = self.batch()?;
+        let fakes = {
+            let _guard = tch::no_grad_guard();
+            let (s_rand, s_ref, s_int, _) = self.styles(&b, &self.noise(b.x.size()[0]));
+            let x3 = b.x.repeat([3, 1, 1, 1]);
+            self.nets
+                .g
+                .forward(&x3, &Tensor::cat(&[s_rand, s_ref, s_int], 0))
+        };
+        let m = b.x.size()[0];
+        let (adv, cls) = self.nets.dc.forward(&Tensor::cat(&[&b.x, &fakes], 0));
+        let wd = adv.narrow(0, 0, m).mean(Kind::Float) - adv.narrow(0, m, 3 * m).mean(Kind::Float);
+        let eps = Tensor::rand([3 * m], (Kind::Float, self.device));
+        let dc = &self.nets.dc;
+        let gp = gradient_penalty(
+            &|x| dc.forward(x).0,
+            &b.x.repeat([3, 1, 1, 1]),
+            &fakes,
+            &eps,
+            c.gp_weight,
+        );
+        let d_cls = bce_logits(&cls.narrow(0, 0, m), &b.y_s);
+        let loss = -&wd + &gp + &d_cls;
+        let opt = self.groups.get_mut("d").opt_mut();
+        opt.zero_grad();
+        loss.backward();
+        opt.step();
+        let mut s = Scalars::new();
+        for (k, v) in [
+            ("loss_d", &loss),
+            ("wd", &wd),
+            ("gp", &gp),
+            ("loss_d_cls", &d_cls),
+        ] {
+            s.push(k, v.double_value(&[]));
+        }
+        Ok(s)
+    }
+
+    /// The code's noise-table update for the references of `b`: the moved R (detached),
+    /// also written back to the table.
+    fn table_noise(&self, b: &Batch, d: &Tensor) -> Tensor {
+        let mut table = self
+            .table
+            .as_ref()
+            .expect("noise_table is on")
+            .shallow_clone();
+        let idx = b.ref_idx.to_device(self.device);
+        let r0 = table.index_select(0, &idx).set_requires_grad(true);
+        let target = self.nets.e.forward(&b.x_r, d).detach();
+        let mse = (self.nets.m.forward(&r0, d) - target)
+            .square()
+            .mean(Kind::Float);
+        let g = Tensor::run_backward(&[mse], &[&r0], false, false).remove(0);
+        let rms = g.square().mean_dim(1, true, Kind::Float).sqrt();
+        let step: Tensor = (0.9 / rms + 5.0) * g;
+        let r = (r0.detach() + step).clamp(-1.0, 1.0);
+        let _ = table.index_copy_(0, &idx, &r);
+        r
+    }
+
+    fn g_step(&mut self) -> Result<Scalars> {
+        let c = self.cfg.bridgegan.clone();
+        let b = self.batch()?;
+        let m = b.x.size()[0];
+        let d = att_diff(&b.y_s, &b.y_t);
+        let r = if c.noise_table {
+            self.table_noise(&b, &d)
+        } else {
+            self.noise(m)
+        };
+        let r1 = self.noise(m);
+        self.groups.get("d").opt().set_requires_grad(false);
+        let n = &self.nets;
+        let (s_rand, s_ref, s_int, e_s) = self.styles(&b, &r);
+        let zero = Tensor::zeros_like(&d);
+        let e0 = n.e.forward(&b.x, &zero);
+        let s_rand1 = &e_s + n.m.forward(&r1, &d);
+        let s_rec_rand = &e0 + n.m.forward(&r, &zero);
+        let s_rec_ref = &e0 + n.e.forward(&b.x_r, &zero);
+        let styles = [&s_rand, &s_ref, &s_int, &s_rand1, &s_rec_rand, &s_rec_ref];
+        let out =
+            n.g.forward(&b.x.repeat([6, 1, 1, 1]), &Tensor::cat(&styles, 0));
+        let part = |i: i64| out.narrow(0, i * m, m);
+        let (x_l, x_ref) = (part(0), part(1));
+        let (adv, cls) = n.dc.forward(&out.narrow(0, 0, 3 * m));
+        let g_adv = -adv.mean(Kind::Float);
+        let g_cls = bce_logits(&cls, &b.y_t.repeat([3, 1])) * c.cls_weight;
+        let rec = (l1(&b.x, &part(4)) + l1(&b.x, &part(5))) * (0.5 * c.rec_weight);
+        let cyc = (l1(&s_rand, &(n.e.forward(&x_l.detach(), &d) + &e_s))
+            + l1(&s_ref, &(n.e.forward(&x_ref.detach(), &d) + &e_s)))
+            * c.cyc_weight;
+        let ak = att_ak(&d, &b.y_s);
+        let ak_loss = l1(&n.e.forward(&x_l, &ak), &n.e.forward(&b.x, &ak)) * c.ak_weight;
+        let sty = l1(&s_rand, &s_ref) * c.sty_weight;
+        let ms = mode_seeking(&r1, &r, &part(3), &x_l) * c.ms_weight;
+        let loss = &g_adv + &g_cls + &rec + &cyc + &ak_loss + &sty + &ms;
+        let opt = self.groups.get_mut("g").opt_mut();
+        opt.zero_grad();
+        loss.backward();
+        opt.step();
+        self.groups.get("d").opt().set_requires_grad(true);
+        let mut s = Scalars::new();
+        for (k, v) in [
+            ("loss_g", &loss),
+            ("loss_g_adv", &g_adv),
+            ("loss_g_cls", &g_cls),
+            ("loss_rec", &rec),
+            ("loss_cyc", &cyc),
+            ("loss_ak", &ak_loss),
+            ("loss_sty", &sty),
+            ("loss_ms", &ms),
+        ] {
+            s.push(k, v.double_value(&[]));
+        }
+        Ok(s)
+    }
+}
+
+impl BridgeGan {
+    /// Label-based synthesis with the EMA weights where kept: G(x, E(x, −d) + M(R, d)),
+    /// d = y_t − y_s, R drawn from libtorch's generator.
+    pub fn label_based(&self, x: &Tensor, y_s: &Tensor, y_t: &Tensor) -> Tensor {
+        self.synth(x, y_s, y_t, None, 1.0)
+    }
+
+    /// Reference-based synthesis: G(x, E(x, −d) + E(x_r, d)), the target attributes' style
+    /// taken from the references `x_r`.
+    pub fn reference_based(&self, x: &Tensor, y_s: &Tensor, y_t: &Tensor, x_r: &Tensor) -> Tensor {
+        self.synth(x, y_s, y_t, Some(x_r), 0.0)
+    }
+
+    /// G(x, α·S_rand + (1 − α)·S_ref) (α = 1: label-based; 0: reference-based, which needs
+    /// `x_r`).
+    pub fn synth(
+        &self,
+        x: &Tensor,
+        y_s: &Tensor,
+        y_t: &Tensor,
+        x_r: Option<&Tensor>,
+        alpha: f64,
+    ) -> Tensor {
+        let _guard = tch::no_grad_guard();
+        self.groups.get("g").with_ema(|| {
+            let n = &self.nets;
+            let d = att_diff(y_s, y_t);
+            let e_s = n.e.forward(x, &(-&d));
+            let mut s = e_s.zeros_like();
+            if alpha > 0.0 {
+                s += n.m.forward(&self.noise(x.size()[0]), &d) * alpha;
+            }
+            if let (Some(r), true) = (x_r, alpha < 1.0) {
+                s += n.e.forward(r, &d) * (1.0 - alpha);
+            }
+            n.g.forward(x, &(e_s + s))
+        })
+    }
+
+    /// C's attribute logits of `x` (no gradient).
+    fn classify(&self, x: &Tensor) -> Tensor {
+        let _guard = tch::no_grad_guard();
+        self.nets.dc.forward(x).1
+    }
+
+    /// The fixed probes: the first `probes` test images spread over the split, labels.
+    fn probes(&self) -> Option<(Tensor, Tensor)> {
+        let t = self.test.as_ref()?;
+        let k = self.cfg.bridgegan.probes.min(t.len());
+        let idx = Tensor::from_slice(&(0..k).map(|i| i * t.len() / k).collect::<Vec<i64>>());
+        Some((
+            t.images_at(&idx, self.device),
+            t.labels_at(&idx, self.device),
+        ))
+    }
+
+    /// Fig. 9's grid: the sources in the first row, then one row per attribute flipped
+    /// (label-based), then one reference-based row whose targets and styles are the next
+    /// probe's (rows of `n` images).
+    fn label_grid(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+        tch::manual_seed(step_seed(self.cfg.run.seed, u64::MAX - 3));
+        let mates = self.cfg.bridgegan.data.mates();
+        let mut rows = vec![x.shallow_clone()];
+        for j in 0..self.names.len() {
+            let y_t = crate::data::attributes::flip_attribute(&mates, y, j);
+            rows.push(self.label_based(x, y, &y_t));
+        }
+        let (x_r, y_r) = (x.roll([1], [0]), y.roll([1], [0]));
+        rows.push(self.reference_based(x, y, &y_r, &x_r));
+        let all = Tensor::cat(&rows, 0).to_device(Device::Cpu);
+        crate::data::grid(&all, x.size()[0], 2)
+    }
+
+    /// Fig. 6's grid: the sources in the first row, the references in the first column; cell
+    /// (i, j) is source j given reference i's attributes and style.
+    fn reference_grid(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+        let n = x.size()[0];
+        let blank = Tensor::ones([1, 3, x.size()[2], x.size()[3]], (Kind::Float, self.device));
+        let mut cells = vec![blank];
+        cells.push(x.shallow_clone());
+        for i in 0..n {
+            let (r, yr) = (x.narrow(0, i, 1), y.narrow(0, i, 1));
+            cells.push(r.shallow_clone());
+            let rr = r.expand([n, -1, -1, -1], false);
+            cells.push(self.reference_based(x, y, &yr.expand([n, -1], false), &rr));
+        }
+        let all = Tensor::cat(&cells, 0).to_device(Device::Cpu);
+        crate::data::grid(&all, n + 1, 2)
+    }
+
+    /// Accuracy of the model's own classifier C (up to `limit` test images): on the real
+    /// images (`c_acc_real`), and on single-attribute edits, label- and reference-based
+    /// (`c_acc_label`, `c_acc_ref`: the share of edits whose flipped attribute C reads as
+    /// the target; the reference of image i for attribute j is the next test image with
+    /// the target value). Per attribute as `c_acc_label_<name>`, `c_acc_ref_<name>`.
+    fn c_accuracy(&self, limit: i64) -> Result<Scalars> {
+        let mut s = Scalars::new();
+        let Some(t) = &self.test else {
+            return Ok(s);
+        };
+        tch::manual_seed(step_seed(self.cfg.run.seed, u64::MAX - 4));
+        let n = t.len().min(limit);
+        let all = Tensor::arange(t.len(), (Kind::Int64, Device::Cpu));
+        let idx = all.narrow(0, 0, n);
+        let (x, y) = (
+            t.images_at(&idx, self.device),
+            t.labels_at(&idx, self.device),
+        );
+        let hit = |logits: &Tensor, target: &Tensor| {
+            logits
+                .gt(0.0)
+                .to_kind(Kind::Float)
+                .eq_tensor(target)
+                .to_kind(Kind::Float)
+        };
+        let real = hit(&self.classify(&x), &y)
+            .mean(Kind::Float)
+            .double_value(&[]);
+        s.push("c_acc_real", real);
+        let (mut label_sum, mut ref_sum) = (0.0, 0.0);
+        let k = self.names.len();
+        for j in 0..k {
+            let y_t = t.flip(&y, j);
+            let want = y_t.narrow(1, j as i64, 1);
+            let x_l = self.label_based(&x, &y, &y_t);
+            let a_l = hit(&self.classify(&x_l).narrow(1, j as i64, 1), &want)
+                .mean(Kind::Float)
+                .double_value(&[]);
+            // References: for image i the next test image (cyclically) whose attribute j
+            // has the target value.
+            let col: Vec<f32> = Vec::try_from(t.labels.narrow(1, j as i64, 1).view([-1]))?;
+            let refs: Vec<i64> = (0..n as usize)
+                .map(|i| {
+                    let v = 1.0 - col[i];
+                    (1..col.len())
+                        .map(|o| (i + o) % col.len())
+                        .find(|&r| col[r] == v)
+                        .unwrap_or(i) as i64
+                })
+                .collect();
+            let x_r = t.images_at(&Tensor::from_slice(&refs), self.device);
+            let x_rb = self.reference_based(&x, &y, &y_t, &x_r);
+            let a_r = hit(&self.classify(&x_rb).narrow(1, j as i64, 1), &want)
+                .mean(Kind::Float)
+                .double_value(&[]);
+            s.push(&format!("c_acc_label_{}", self.names[j]), a_l);
+            s.push(&format!("c_acc_ref_{}", self.names[j]), a_r);
+            label_sum += a_l;
+            ref_sum += a_r;
+        }
+        s.push("c_acc_label", label_sum / k as f64);
+        s.push("c_acc_ref", ref_sum / k as f64);
+        Ok(s)
+    }
+}
+
+impl Task for BridgeGan {
+    fn kind(&self) -> &'static str {
+        "bridgegan"
+    }
+
+    fn groups(&self) -> &Groups {
+        &self.groups
+    }
+
+    fn groups_mut(&mut self) -> &mut Groups {
+        &mut self.groups
+    }
+
+    fn step(&mut self, _: StepContext) -> Result<Scalars> {
+        let mut s = Scalars::new();
+        for _ in 0..self.cfg.bridgegan.n_critic {
+            s = self.d_step()?;
+        }
+        s.extend(self.g_step()?);
+        Ok(s)
+    }
+
+    fn state(&self) -> Result<serde_json::Value> {
+        Ok(serde_json::json!({}))
+    }
+
+    fn restore(&mut self, _state: serde_json::Value) -> Result<()> {
+        Ok(())
+    }
+
+    fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        self.table
+            .iter()
+            .map(|t| ("noise_table".to_string(), t.shallow_clone()))
+            .collect()
+    }
+
+    fn restore_tensors(&mut self, tensors: &[(String, Tensor)]) -> Result<()> {
+        let Some(table) = &mut self.table else {
+            return Ok(());
+        };
+        let t = tensors
+            .iter()
+            .find(|(n, _)| n == "noise_table")
+            .map(|(_, t)| t)
+            .ok_or_else(|| GanError::Input("checkpoint: no task.noise_table".into()))?;
+        if t.size() != table.size() || !bool::try_from(t.isfinite().all())? {
+            return Err(GanError::Input(format!(
+                "checkpoint: task.noise_table must be finite with shape {:?}, got {:?}",
+                table.size(),
+                t.size()
+            )));
+        }
+        *table = t.to_device(self.device);
+        Ok(())
+    }
+
+    fn visuals(&self) -> Result<Option<Tensor>> {
+        match self.probes() {
+            Some((x, y)) => Ok(Some(self.label_grid(&x, &y)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn evaluate(&mut self) -> Result<Scalars> {
+        let mut s = self.c_accuracy(self.cfg.run.eval_samples)?;
+        s.0.retain(|(k, _)| matches!(k.as_str(), "c_acc_real" | "c_acc_label" | "c_acc_ref"));
+        Ok(s)
+    }
+
+    fn status(&self, s: &Scalars) -> String {
+        let v = |k| s.get(k).unwrap_or(f64::NAN);
+        format!(
+            "wd={:.3} gp={:.3} loss_g={:.3} rec={:.3}",
+            v("wd"),
+            v("gp"),
+            v("loss_g"),
+            v("loss_rec")
+        )
+    }
+
+    fn curves(&self) -> Vec<Curve> {
+        vec![
+            Curve {
+                title: "WGAN-GP critic",
+                ylabel: "value",
+                series: vec!["wd", "gp", "loss_d_cls"],
+            },
+            Curve {
+                title: "G's weighted terms",
+                ylabel: "weighted loss",
+                series: vec![
+                    "loss_g_adv",
+                    "loss_g_cls",
+                    "loss_rec",
+                    "loss_cyc",
+                    "loss_ak",
+                    "loss_sty",
+                    "loss_ms",
+                ],
+            },
+        ]
+    }
+
+    fn editor(&self) -> Option<&dyn super::AttributeEditor> {
+        Some(self)
+    }
+
+    fn finish(&self, dir: &Path) -> Result<Outputs> {
+        let mut out = Outputs::default();
+        let Some((x, y)) = self.probes() else {
+            return Ok(out);
+        };
+        let files = [
+            (
+                "label_based.png",
+                self.label_grid(&x, &y)?,
+                format!(
+                    "label-based: sources, then one row per attribute flipped ({}), then \
+                     reference-based with the next source as reference",
+                    self.names.join(", ")
+                ),
+            ),
+            (
+                "reference_based.png",
+                self.reference_grid(&x, &y)?,
+                "reference-based: sources in the first row, references in the first column"
+                    .to_string(),
+            ),
+        ];
+        for (file, grid, caption) in files {
+            crate::data::write_png(&dir.join(file), &grid)?;
+            out.sections.push(Section {
+                heading: caption.clone(),
+                html: format!("<img src=\"{file}\" alt=\"{caption}\">"),
+            });
+        }
+        for (k, v) in self.c_accuracy(self.cfg.run.eval_samples)?.0 {
+            out.summary.insert(k, v.into());
+        }
+        Ok(out)
+    }
+}
+
+impl super::AttributeEditor for BridgeGan {
+    fn attributes(&self) -> &[String] {
+        &self.names
+    }
+
+    fn mates(&self) -> Vec<Vec<usize>> {
+        self.cfg.bridgegan.data.mates()
+    }
+
+    fn image_size(&self) -> i64 {
+        self.cfg.bridgegan.data.image_size
+    }
+
+    fn classify(&self, x: &Tensor) -> Result<Tensor> {
+        self.check(x, "input")?;
+        Ok(BridgeGan::classify(self, &x.to_device(self.device))
+            .gt(0.0)
+            .to_kind(Kind::Float))
+    }
+
+    fn has_reference(&self) -> bool {
+        true
+    }
+
+    fn edit(
+        &self,
+        x: &Tensor,
+        y_s: &Tensor,
+        y_t: &Tensor,
+        x_r: Option<&Tensor>,
+        alpha: f64,
+    ) -> Result<Tensor> {
+        self.check(x, "input")?;
+        let k = self.names.len() as i64;
+        let n = x.size()[0];
+        for (what, y) in [("source labels", y_s), ("target labels", y_t)] {
+            if y.size() != [n, k] {
+                return Err(GanError::Input(format!(
+                    "{what}: expected [{n}, {k}], got {:?}",
+                    y.size()
+                )));
+            }
+        }
+        if !(0.0..=1.0).contains(&alpha) {
+            return Err(GanError::Input(format!(
+                "alpha must be in [0, 1], got {alpha}"
+            )));
+        }
+        if alpha < 1.0 {
+            let r = x_r.ok_or_else(|| {
+                GanError::Input("reference-based synthesis (alpha < 1) needs references".into())
+            })?;
+            self.check(r, "reference")?;
+            if r.size()[0] != n {
+                return Err(GanError::Input(format!(
+                    "{n} inputs but {} references",
+                    r.size()[0]
+                )));
+            }
+        }
+        let dev = |t: &Tensor| t.to_device(self.device);
+        let r = x_r.map(dev);
+        Ok(self.synth(&dev(x), &dev(y_s), &dev(y_t), r.as_ref(), alpha))
+    }
+}
+
+impl BridgeGan {
+    fn check(&self, x: &Tensor, what: &str) -> Result<()> {
+        let s = self.cfg.bridgegan.data.image_size;
+        if x.size().len() != 4 || x.size()[1..] != [3, s, s] {
+            return Err(GanError::Input(format!(
+                "{what}: expected images [n, 3, {s}, {s}], got {:?}",
+                x.size()
+            )));
+        }
+        Ok(())
+    }
+}

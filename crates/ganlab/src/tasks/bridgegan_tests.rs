@@ -1,0 +1,309 @@
+//! Tests of the multi-attribute translation task and its networks.
+
+use std::path::{Path, PathBuf};
+
+use tch::{nn, Device, Kind, Tensor};
+
+use super::bridgegan::{att_ak, att_diff, bce_logits, l1, mode_seeking, BridgeGan};
+use super::translation_tests::tmp;
+use super::Task;
+use crate::data::attributes::AttributeDataConfig;
+use crate::models::bridgegan::{
+    BridgeGenerator, BridgeModelConfig, DiscriminatorClassifier, MappingNetwork, Spade,
+    StyleEncoder,
+};
+use crate::progress::Silent;
+use crate::train::{TrainConfig, Trainer};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+fn vec(t: &Tensor) -> Vec<f32> {
+    Vec::try_from(t.view([-1])).unwrap()
+}
+
+/// att_diff and att_ak by hand (supplement eqs. 10–11; Fig. 1's numbers are not in the
+/// text, so an example of the same kind): Y_s = (1, 0, 1, 0, 1), Y_t = (1, 1, 0, 0, 1) →
+/// d = (0, 1, −1, 0, 0); 1 − |d| = (1, 0, 0, 1, 1); 1 − 2Y_s = (−1, 1, −1, 1, −1);
+/// att_ak = (−1, 0, 0, 1, −1): the kept attributes, with the sign that flips them.
+#[test]
+fn att_diff_and_att_ak_by_hand() {
+    let y_s = Tensor::from_slice(&[1f32, 0., 1., 0., 1.]).view([1, 5]);
+    let y_t = Tensor::from_slice(&[1f32, 1., 0., 0., 1.]).view([1, 5]);
+    let d = att_diff(&y_s, &y_t);
+    assert_eq!(vec(&d), [0., 1., -1., 0., 0.]);
+    assert_eq!(vec(&att_ak(&d, &y_s)), [-1., 0., 0., 1., -1.]);
+}
+
+/// The loss pieces on hand-computed inputs (f32; tolerance 1e-6):
+/// - BCE with logits (0, 2) against (1, 0): (ln 2 + 2 + ln(1 + e^−2)) / 2 = 1.410038;
+/// - L1 mean |(1, −2) − (0, 0)| = 1.5;
+/// - L_ms with |r₁ − r|₁ = 0.5 and |x₁ − x|₁ = 0.25: 0.5 / 0.25001 = 1.999920.
+#[test]
+fn loss_pieces_by_hand() {
+    let x = Tensor::from_slice(&[0f32, 2.]);
+    let y = Tensor::from_slice(&[1f32, 0.]);
+    let want = (2f64.ln() + 2.0 + (1.0 + (-2f64).exp()).ln()) / 2.0;
+    assert!((bce_logits(&x, &y).double_value(&[]) - want).abs() < 1e-6);
+    let a = Tensor::from_slice(&[1f32, -2.]);
+    assert!((l1(&a, &a.zeros_like()).double_value(&[]) - 1.5).abs() < 1e-6);
+    let r = Tensor::zeros([2, 4], (Kind::Float, Device::Cpu));
+    let r1 = r.ones_like() * 0.5;
+    let x0 = Tensor::zeros([2, 3, 2, 2], (Kind::Float, Device::Cpu));
+    let x1 = x0.ones_like() * 0.25;
+    let ms = mode_seeking(&r1, &r, &x1, &x0).double_value(&[]);
+    assert!((ms - 0.5 / 0.25001).abs() < 1e-6, "{ms}");
+}
+
+/// SPADE against its closed form: with 3×3 kernels that are zero but for the centre tap, a
+/// constant style map s₀ gives constant γ_c = g_c·ReLU(a·s₀) + g_c⁰ and β_c = b_c·ReLU(a·s₀) +
+/// b_c⁰, and the output is the instance-normalised input x̂ (ε 1e-6) times (1 + γ_c) plus β_c.
+/// Input channel 0 is (1, 2, 3, 4) on a 2×2 map (mean 2.5, variance 1.25), channel 1 is
+/// (0, 0, 0, 8) (mean 2, variance 12); s₀ = 2 on a 1×1 map (nearest-resized), a = 0.5,
+/// g = (0.3, −0.2), g⁰ = (0.1, 0), b = (1, 2), b⁰ = (0, −1). Tolerance 1e-5.
+#[test]
+fn spade_is_an_affine_map_of_the_normalised_input() {
+    let _rng = crate::test_rng_lock();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let sp = Spade::new(vs.root() / "s", 2, 1, 1);
+    let set = |name: &str, centre: &[f32], bias: &[f32]| {
+        let vars = vs.variables();
+        let mut w = vars[&format!("s.{name}.weight")].shallow_clone();
+        let mut b = vars[&format!("s.{name}.bias")].shallow_clone();
+        tch::no_grad(|| {
+            let _ = w.zero_();
+            for (o, v) in centre.iter().enumerate() {
+                let _ = w.get(o as i64).get(0).get(1).get(1).fill_(*v as f64);
+            }
+            b.copy_(&Tensor::from_slice(bias));
+        });
+    };
+    set("shared", &[0.5], &[0.0]);
+    set("gamma", &[0.3, -0.2], &[0.1, 0.0]);
+    set("beta", &[1.0, 2.0], &[0.0, -1.0]);
+    let x = Tensor::from_slice(&[1f32, 2., 3., 4., 0., 0., 0., 8.]).view([1, 2, 2, 2]);
+    let s = Tensor::from_slice(&[2f32]).view([1, 1, 1, 1]);
+    let out = vec(&sp.forward(&x, &s));
+    let a = (0.5f64 * 2.0).max(0.0);
+    let (gamma, beta) = ([0.3 * a + 0.1, -0.2 * a], [a, 2.0 * a - 1.0]);
+    let xs = [[1., 2., 3., 4.], [0., 0., 0., 8.]];
+    for c in 0..2 {
+        let mean = xs[c].iter().sum::<f64>() / 4.0;
+        let var = xs[c].iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 4.0;
+        for i in 0..4 {
+            let want = (xs[c][i] - mean) / (var + 1e-6).sqrt() * (1.0 + gamma[c]) + beta[c];
+            let got = out[c * 4 + i] as f64;
+            assert!(
+                (got - want).abs() < 1e-5,
+                "channel {c}, pixel {i}: {got} vs {want}"
+            );
+        }
+    }
+}
+
+/// (parameter count, sorted shapes) of the variables under `prefix` in `vs`.
+fn summary(vs: &nn::VarStore, prefix: &str) -> (i64, Vec<Vec<i64>>) {
+    let vars = vs.variables();
+    let mut shapes = Vec::new();
+    let mut n = 0;
+    for (k, t) in &vars {
+        if k.starts_with(prefix) {
+            shapes.push(t.size());
+            n += t.numel() as i64;
+        }
+    }
+    shapes.sort();
+    (n, shapes)
+}
+
+/// The four networks equal the official code's, layer for layer: parameter counts and
+/// shapes from tests/fixtures/bridgegan_reference.py (PyTorch, written from BridgeGAN's
+/// `models_712.py`; exact) at the paper's setting, configs/bridgegan-celeba128.toml (128 px,
+/// 14 attributes: G 7,217,827, M 121,568, E 71,536, D/C 9,613,039), and at 64 px with the
+/// emoji set's 8 attributes (M 95,808, E 71,440, D/C 3,320,041); output shapes too.
+#[test]
+fn networks_match_the_official_code() {
+    let _rng = crate::test_rng_lock();
+    let want: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("bridgegan_reference.json")).unwrap(),
+    )
+    .unwrap();
+    let paper = TrainConfig::load(&fixtures().join("../../configs/bridgegan-celeba128.toml"))
+        .unwrap()
+        .bridgegan;
+    assert_eq!(
+        (paper.data.image_size, paper.data.attributes.len()),
+        (128, 14)
+    );
+    assert_eq!(paper.model, BridgeModelConfig::default());
+    for (key, size, k) in [("celeba128", 128, 14), ("emoji64", 64, 8)] {
+        let c = BridgeModelConfig::default();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let g = BridgeGenerator::new(vs.root() / "g", &c);
+        let m = MappingNetwork::new(vs.root() / "m", &c, k, size);
+        let e = StyleEncoder::new(vs.root() / "e", &c, k);
+        let dc = DiscriminatorClassifier::new(vs.root() / "d", &c, k, size);
+        let x = Tensor::zeros([2, 3, size, size], (Kind::Float, Device::Cpu));
+        let d = Tensor::zeros([2, k], (Kind::Float, Device::Cpu));
+        let s = m.forward(&Tensor::zeros([2, 16], (Kind::Float, Device::Cpu)), &d);
+        let outs = [
+            ("g", g.forward(&x, &s).size()),
+            ("m", s.size()),
+            ("e", e.forward(&x, &d).size()),
+            ("d", dc.forward(&x).0.size()),
+        ];
+        assert_eq!(dc.forward(&x).1.size(), [2, k]);
+        for (net, shape) in outs {
+            let w = &want[key][net];
+            let (n, shapes) = summary(&vs, &format!("{net}."));
+            assert_eq!(
+                n,
+                w["params"].as_i64().unwrap(),
+                "{key} {net}: parameter count"
+            );
+            let ws: Vec<Vec<i64>> = serde_json::from_value(w["shapes"].clone()).unwrap();
+            assert_eq!(shapes, ws, "{key} {net}: parameter shapes");
+            let wo: Vec<i64> = serde_json::from_value(w["output"].clone()).unwrap();
+            assert_eq!(shape, wo, "{key} {net}: output shape");
+        }
+    }
+}
+
+/// A tiny set in CelebA's layout: `n` random 32 px images, attributes A, B (exclusive) and C,
+/// the last 4 images in the test partition.
+pub(crate) fn write_attribute_set(dir: &Path, n: i64) -> AttributeDataConfig {
+    std::fs::create_dir_all(dir.join("img")).unwrap();
+    let mut attr = format!("{n}\nA B C\n");
+    let mut part = String::new();
+    for i in 0..n {
+        let f = format!("{i:04}.png");
+        let v = match i % 3 {
+            0 => " 1 -1",
+            1 => "-1  1",
+            _ => "-1 -1",
+        };
+        attr += &format!("{f} {v} {}\n", if i % 2 == 0 { 1 } else { -1 });
+        part += &format!("{f} {}\n", if i >= n - 4 { 2 } else { 0 });
+        let x = Tensor::rand([3, 32, 32], (Kind::Float, Device::Cpu)) * 2 - 1;
+        crate::data::write_png(&dir.join("img").join(&f), &x).unwrap();
+    }
+    std::fs::write(dir.join("list_attr.txt"), attr).unwrap();
+    std::fs::write(dir.join("list_eval_partition.txt"), part).unwrap();
+    AttributeDataConfig {
+        dir: dir.to_path_buf(),
+        images: "img".into(),
+        attributes: vec!["A".into(), "B".into(), "C".into()],
+        exclusive: vec![vec!["A".into(), "B".into()]],
+        image_size: 32,
+        ..Default::default()
+    }
+}
+
+/// A tiny bridgegan config on `data`.
+pub(crate) fn tiny(data: &AttributeDataConfig, steps: u64) -> TrainConfig {
+    let mut cfg =
+        TrainConfig::from_toml_str("[task]\nkind = \"bridgegan\"\n", Path::new("x.toml")).unwrap();
+    cfg.run.steps = steps;
+    cfg.run.batch_size = 4;
+    cfg.run.log_every = 1;
+    cfg.run.eval_every = 3;
+    cfg.run.checkpoint_every = 3;
+    cfg.run.eval_samples = 4;
+    cfg.run.device = "cpu".into();
+    let c = &mut cfg.bridgegan;
+    c.data = data.clone();
+    c.n_critic = 2;
+    c.probes = 3;
+    c.model = BridgeModelConfig {
+        g_ch: 4,
+        style_ch: 4,
+        noise_dim: 3,
+        d_ch: 4,
+        spade_hidden: 4,
+    };
+    cfg.validate().unwrap();
+    cfg
+}
+
+/// End to end on a tiny set: L_G equals the sum of its logged terms; the run directory
+/// holds both grids (Fig. 9 and Fig. 6 layouts, sizes checked) and C's accuracies; a
+/// resume from step 3 is bit-identical to the uninterrupted run, with and without the code's
+/// noise table (which is saved with the checkpoint and moves); both synthesis modes give
+/// images of the input's shape.
+#[test]
+fn trains_resumes_bit_identically_and_synthesises() {
+    let _rng = crate::test_rng_lock();
+    tch::manual_seed(0);
+    let data_dir = tmp("attr-data");
+    let data = write_attribute_set(&data_dir, 12);
+    for table in [false, true] {
+        let (a, b) = (
+            tmp(&format!("bg-full-{table}")),
+            tmp(&format!("bg-half-{table}")),
+        );
+        let mut cfg = tiny(&data, 6);
+        cfg.bridgegan.noise_table = table;
+        let mut full = Trainer::new(cfg.clone(), &a).unwrap();
+        let s = full.run(&mut Silent).unwrap();
+        let row = &full.rows()[0];
+        let parts = [
+            "loss_g_adv",
+            "loss_g_cls",
+            "loss_rec",
+            "loss_cyc",
+            "loss_ak",
+            "loss_sty",
+            "loss_ms",
+        ];
+        let sum: f64 = parts.iter().map(|k| row.get(k)).sum();
+        let total = row.get("loss_g");
+        assert!(
+            (sum - total).abs() < 1e-5 * total.abs().max(1.0),
+            "{sum} vs {total}"
+        );
+        for k in ["c_acc_real", "c_acc_label", "c_acc_ref", "c_acc_label_A"] {
+            assert!(
+                s[k].as_f64().is_some_and(|v| (0.0..=1.0).contains(&v)),
+                "{k}"
+            );
+        }
+        // Fig. 9: sources + 3 attributes + 1 reference row, 3 probes wide; Fig. 6: 1 + 3
+        // rows of 1 + 3 cells (32 px, 2 px gaps).
+        let g = crate::data::folder::load_image(&a.join("label_based.png")).unwrap();
+        assert_eq!(g.size(), [3, 5 * 34 + 2, 3 * 34 + 2]);
+        let g = crate::data::folder::load_image(&a.join("reference_based.png")).unwrap();
+        assert_eq!(g.size(), [3, 4 * 34 + 2, 4 * 34 + 2]);
+        let mut half = cfg.clone();
+        half.run.steps = 3;
+        Trainer::new(half, &b).unwrap().run(&mut Silent).unwrap();
+        let mut r = Trainer::resume(&b, Some(6), None).unwrap();
+        r.run(&mut Silent).unwrap();
+        for ((k, x), (_, y)) in full.weights().iter().zip(r.weights()) {
+            assert!(x.equal(&y), "table {table}: {k} differs after resume");
+        }
+        let t1 = full.task().state_tensors();
+        let t2 = r.task().state_tensors();
+        assert_eq!(t1.len(), table as usize);
+        for ((_, x), (_, y)) in t1.iter().zip(&t2) {
+            assert!(x.equal(y), "noise table differs after resume");
+            assert!(x.abs().max().double_value(&[]) <= 4.0);
+        }
+        for d in [a, b] {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+    // Both modes on new images, from a task built for inference.
+    let cfg = tiny(&data, 1);
+    let task = BridgeGan::new(&cfg, super::Mode::Inference).unwrap();
+    let x = Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu)) * 2 - 1;
+    let y_s = Tensor::from_slice(&[1f32, 0., 1., 0., 1., 0.]).view([2, 3]);
+    let y_t = Tensor::from_slice(&[0f32, 1., 1., 0., 0., 1.]).view([2, 3]);
+    assert_eq!(task.label_based(&x, &y_s, &y_t).size(), [2, 3, 32, 32]);
+    assert_eq!(
+        task.reference_based(&x, &y_s, &y_t, &x.flip([0])).size(),
+        [2, 3, 32, 32]
+    );
+    assert_eq!(task.kind(), "bridgegan");
+    let _ = std::fs::remove_dir_all(data_dir);
+}

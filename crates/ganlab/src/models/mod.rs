@@ -12,6 +12,7 @@ pub mod patchgan;
 pub mod perceptual;
 pub mod resnet;
 pub mod sngan;
+pub mod stargan;
 pub mod ugatit;
 pub mod unet;
 

@@ -40,8 +40,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
+use super::attribute_data::{check_edit, check_images, AttributeData};
 use super::{Curve, Mode, Outputs, Scalars, Section, StepContext, Task};
-use crate::data::attributes::{AttributeDataConfig, AttributeSet};
+use crate::data::attributes::AttributeDataConfig;
 use crate::error::{GanError, Result};
 use crate::models::bridgegan::{
     BridgeGenerator, BridgeModelConfig, DiscriminatorClassifier, MappingNetwork, StyleEncoder,
@@ -214,20 +215,9 @@ pub struct BridgeGan {
     groups: Groups,
     nets: BridgeNets,
     names: Vec<String>,
-    train: Option<AttributeSet>,
-    test: Option<AttributeSet>,
+    data: AttributeData,
     /// The code's per-image R (`noise_table`), [n_train, noise_dim].
     table: Option<Tensor>,
-}
-
-/// One batch: sources, their labels, the references (the batch shuffled), the targets,
-/// and the references' indices in the training set.
-struct Batch {
-    x: Tensor,
-    y_s: Tensor,
-    x_r: Tensor,
-    y_t: Tensor,
-    ref_idx: Tensor,
 }
 
 impl BridgeGan {
@@ -248,48 +238,17 @@ impl BridgeGan {
         let mut groups = Groups::default();
         groups.push(Group::new("g", g_vs, c.optim.g.clone(), cfg.run.ema_beta)?);
         groups.push(Group::new("d", d_vs, c.optim.d.clone(), 0.0)?);
-        let (train, test) = match mode {
-            Mode::Train => (Some(c.data.load("train")?), Some(c.data.load("test")?)),
-            Mode::Inference => (None, None),
-        };
-        let table = match (&train, c.noise_table) {
-            (Some(t), true) => Some(Tensor::randn(
-                [t.len(), c.model.noise_dim],
-                (Kind::Float, device),
-            )),
-            _ => None,
-        };
+        let data = AttributeData::new(&c.data, c.probes, cfg.run.seed, mode, device)?;
+        let table = (c.noise_table && data.train.is_some())
+            .then(|| Tensor::randn([data.train_len(), c.model.noise_dim], (Kind::Float, device)));
         Ok(Self {
             cfg: cfg.clone(),
             device,
             groups,
             nets,
             names: c.data.attributes.clone(),
-            train,
-            test,
+            data,
             table,
-        })
-    }
-
-    fn batch(&self) -> Result<Batch> {
-        let t = self.train.as_ref().ok_or_else(|| {
-            GanError::Input("this run was opened for inference; resume it to train".into())
-        })?;
-        let m = self.cfg.run.batch_size;
-        let idx = Tensor::randint(t.len(), [m], (Kind::Int64, Device::Cpu));
-        let perm = Tensor::randperm(m, (Kind::Int64, Device::Cpu));
-        let flips = Tensor::rand([m, 1, 1, 1], (Kind::Float, Device::Cpu)).lt(0.5);
-        let mut x = t.images_at(&idx, Device::Cpu);
-        if self.cfg.bridgegan.data.flip {
-            x = x.flip([3]).where_self(&flips, &x);
-        }
-        let y_s = t.labels_at(&idx, Device::Cpu);
-        Ok(Batch {
-            x_r: x.index_select(0, &perm).to_device(self.device),
-            y_t: y_s.index_select(0, &perm).to_device(self.device),
-            ref_idx: idx.index_select(0, &perm),
-            x: x.to_device(self.device),
-            y_s: y_s.to_device(self.device),
         })
     }
 
@@ -301,7 +260,11 @@ impl BridgeGan {
     }
 
     /// (S_rand, S_ref, S_int, E(X_s, −d)) for batch `b` and noise `r`.
-    fn styles(&self, b: &Batch, r: &Tensor) -> (Tensor, Tensor, Tensor, Tensor) {
+    fn styles(
+        &self,
+        b: &super::attribute_data::Batch,
+        r: &Tensor,
+    ) -> (Tensor, Tensor, Tensor, Tensor) {
         let n = &self.nets;
         let d = att_diff(&b.y_s, &b.y_t);
         let e_s = n.e.forward(&b.x, &(-&d));
@@ -314,7 +277,7 @@ impl BridgeGan {
 
     fn d_step(&mut self) -> Result<Scalars> {
         let c = self.cfg.bridgegan.clone();
-        let b = self.batch()?;
+        let b = self.data.batch(self.cfg.run.batch_size)?;
         let fakes = {
             let _guard = tch::no_grad_guard();
             let (s_rand, s_ref, s_int, _) = self.styles(&b, &self.noise(b.x.size()[0]));
@@ -355,7 +318,7 @@ impl BridgeGan {
 
     /// The code's noise-table update for the references of `b`: the moved R (detached),
     /// also written back to the table.
-    fn table_noise(&self, b: &Batch, d: &Tensor) -> Tensor {
+    fn table_noise(&self, b: &super::attribute_data::Batch, d: &Tensor) -> Tensor {
         let mut table = self
             .table
             .as_ref()
@@ -377,7 +340,7 @@ impl BridgeGan {
 
     fn g_step(&mut self) -> Result<Scalars> {
         let c = self.cfg.bridgegan.clone();
-        let b = self.batch()?;
+        let b = self.data.batch(self.cfg.run.batch_size)?;
         let m = b.x.size()[0];
         let d = att_diff(&b.y_s, &b.y_t);
         let r = if c.noise_table {
@@ -478,114 +441,22 @@ impl BridgeGan {
         self.nets.dc.forward(x).1
     }
 
-    /// The fixed probes: the first `probes` test images spread over the split, labels.
-    fn probes(&self) -> Option<(Tensor, Tensor)> {
-        let t = self.test.as_ref()?;
-        let k = self.cfg.bridgegan.probes.min(t.len());
-        let idx = Tensor::from_slice(&(0..k).map(|i| i * t.len() / k).collect::<Vec<i64>>());
-        Some((
-            t.images_at(&idx, self.device),
-            t.labels_at(&idx, self.device),
-        ))
-    }
-
-    /// Fig. 9's grid: the sources in the first row, then one row per attribute flipped
-    /// (label-based), then one reference-based row whose targets and styles are the next
-    /// probe's (rows of `n` images).
-    fn label_grid(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
-        tch::manual_seed(step_seed(self.cfg.run.seed, u64::MAX - 3));
-        let mates = self.cfg.bridgegan.data.mates();
-        let mut rows = vec![x.shallow_clone()];
-        for j in 0..self.names.len() {
-            let y_t = crate::data::attributes::flip_attribute(&mates, y, j);
-            rows.push(self.label_based(x, y, &y_t));
+    /// The edit of [`super::attribute_data`]: reference-based with references, else
+    /// label-based.
+    fn edit_fn(&self, x: &Tensor, y_s: &Tensor, y_t: &Tensor, x_r: Option<&Tensor>) -> Tensor {
+        match x_r {
+            Some(r) => self.reference_based(x, y_s, y_t, r),
+            None => self.label_based(x, y_s, y_t),
         }
-        let (x_r, y_r) = (x.roll([1], [0]), y.roll([1], [0]));
-        rows.push(self.reference_based(x, y, &y_r, &x_r));
-        let all = Tensor::cat(&rows, 0).to_device(Device::Cpu);
-        crate::data::grid(&all, x.size()[0], 2)
     }
 
-    /// Fig. 6's grid: the sources in the first row, the references in the first column; cell
-    /// (i, j) is source j given reference i's attributes and style.
-    fn reference_grid(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
-        let n = x.size()[0];
-        let blank = Tensor::ones([1, 3, x.size()[2], x.size()[3]], (Kind::Float, self.device));
-        let mut cells = vec![blank];
-        cells.push(x.shallow_clone());
-        for i in 0..n {
-            let (r, yr) = (x.narrow(0, i, 1), y.narrow(0, i, 1));
-            cells.push(r.shallow_clone());
-            let rr = r.expand([n, -1, -1, -1], false);
-            cells.push(self.reference_based(x, y, &yr.expand([n, -1], false), &rr));
-        }
-        let all = Tensor::cat(&cells, 0).to_device(Device::Cpu);
-        crate::data::grid(&all, n + 1, 2)
-    }
-
-    /// Accuracy of the model's own classifier C (up to `limit` test images): on the real
-    /// images (`c_acc_real`), and on single-attribute edits, label- and reference-based
-    /// (`c_acc_label`, `c_acc_ref`: the share of edits whose flipped attribute C reads as
-    /// the target; the reference of image i for attribute j is the next test image with
-    /// the target value). Per attribute as `c_acc_label_<name>`, `c_acc_ref_<name>`.
+    /// Accuracy of the model's own classifier C on real test images and on edits
+    /// ([`AttributeData::accuracy`], prefix `c_acc`).
     fn c_accuracy(&self, limit: i64) -> Result<Scalars> {
-        let mut s = Scalars::new();
-        let Some(t) = &self.test else {
-            return Ok(s);
-        };
-        tch::manual_seed(step_seed(self.cfg.run.seed, u64::MAX - 4));
-        let n = t.len().min(limit);
-        let all = Tensor::arange(t.len(), (Kind::Int64, Device::Cpu));
-        let idx = all.narrow(0, 0, n);
-        let (x, y) = (
-            t.images_at(&idx, self.device),
-            t.labels_at(&idx, self.device),
-        );
-        let hit = |logits: &Tensor, target: &Tensor| {
-            logits
-                .gt(0.0)
-                .to_kind(Kind::Float)
-                .eq_tensor(target)
-                .to_kind(Kind::Float)
-        };
-        let real = hit(&self.classify(&x), &y)
-            .mean(Kind::Float)
-            .double_value(&[]);
-        s.push("c_acc_real", real);
-        let (mut label_sum, mut ref_sum) = (0.0, 0.0);
-        let k = self.names.len();
-        for j in 0..k {
-            let y_t = t.flip(&y, j);
-            let want = y_t.narrow(1, j as i64, 1);
-            let x_l = self.label_based(&x, &y, &y_t);
-            let a_l = hit(&self.classify(&x_l).narrow(1, j as i64, 1), &want)
-                .mean(Kind::Float)
-                .double_value(&[]);
-            // References: for image i the next test image (cyclically) whose attribute j
-            // has the target value.
-            let col: Vec<f32> = Vec::try_from(t.labels.narrow(1, j as i64, 1).view([-1]))?;
-            let refs: Vec<i64> = (0..n as usize)
-                .map(|i| {
-                    let v = 1.0 - col[i];
-                    (1..col.len())
-                        .map(|o| (i + o) % col.len())
-                        .find(|&r| col[r] == v)
-                        .unwrap_or(i) as i64
-                })
-                .collect();
-            let x_r = t.images_at(&Tensor::from_slice(&refs), self.device);
-            let x_rb = self.reference_based(&x, &y, &y_t, &x_r);
-            let a_r = hit(&self.classify(&x_rb).narrow(1, j as i64, 1), &want)
-                .mean(Kind::Float)
-                .double_value(&[]);
-            s.push(&format!("c_acc_label_{}", self.names[j]), a_l);
-            s.push(&format!("c_acc_ref_{}", self.names[j]), a_r);
-            label_sum += a_l;
-            ref_sum += a_r;
-        }
-        s.push("c_acc_label", label_sum / k as f64);
-        s.push("c_acc_ref", ref_sum / k as f64);
-        Ok(s)
+        let classify = |x: &Tensor| self.classify(x);
+        let edit =
+            |x: &Tensor, a: &Tensor, b: &Tensor, r: Option<&Tensor>| self.edit_fn(x, a, b, r);
+        self.data.accuracy(limit, "c_acc", &classify, &edit, true)
     }
 }
 
@@ -647,8 +518,10 @@ impl Task for BridgeGan {
     }
 
     fn visuals(&self) -> Result<Option<Tensor>> {
-        match self.probes() {
-            Some((x, y)) => Ok(Some(self.label_grid(&x, &y)?)),
+        let edit =
+            |x: &Tensor, a: &Tensor, b: &Tensor, r: Option<&Tensor>| self.edit_fn(x, a, b, r);
+        match self.data.probes() {
+            Some((x, y)) => Ok(Some(self.data.label_grid(&x, &y, &edit, true)?)),
             None => Ok(None),
         }
     }
@@ -699,13 +572,15 @@ impl Task for BridgeGan {
 
     fn finish(&self, dir: &Path) -> Result<Outputs> {
         let mut out = Outputs::default();
-        let Some((x, y)) = self.probes() else {
+        let Some((x, y)) = self.data.probes() else {
             return Ok(out);
         };
+        let edit =
+            |x: &Tensor, a: &Tensor, b: &Tensor, r: Option<&Tensor>| self.edit_fn(x, a, b, r);
         let files = [
             (
                 "label_based.png",
-                self.label_grid(&x, &y)?,
+                self.data.label_grid(&x, &y, &edit, true)?,
                 format!(
                     "label-based: sources, then one row per attribute flipped ({}), then \
                      reference-based with the next source as reference",
@@ -714,7 +589,7 @@ impl Task for BridgeGan {
             ),
             (
                 "reference_based.png",
-                self.reference_grid(&x, &y)?,
+                self.data.reference_grid(&x, &y, &edit)?,
                 "reference-based: sources in the first row, references in the first column"
                     .to_string(),
             ),
@@ -747,7 +622,7 @@ impl super::AttributeEditor for BridgeGan {
     }
 
     fn classify(&self, x: &Tensor) -> Result<Tensor> {
-        self.check(x, "input")?;
+        check_images(x, self.image_size(), "input")?;
         Ok(BridgeGan::classify(self, &x.to_device(self.device))
             .gt(0.0)
             .to_kind(Kind::Float))
@@ -765,17 +640,8 @@ impl super::AttributeEditor for BridgeGan {
         x_r: Option<&Tensor>,
         alpha: f64,
     ) -> Result<Tensor> {
-        self.check(x, "input")?;
-        let k = self.names.len() as i64;
+        check_edit(x, y_s, y_t, self.image_size(), self.names.len())?;
         let n = x.size()[0];
-        for (what, y) in [("source labels", y_s), ("target labels", y_t)] {
-            if y.size() != [n, k] {
-                return Err(GanError::Input(format!(
-                    "{what}: expected [{n}, {k}], got {:?}",
-                    y.size()
-                )));
-            }
-        }
         if !(0.0..=1.0).contains(&alpha) {
             return Err(GanError::Input(format!(
                 "alpha must be in [0, 1], got {alpha}"
@@ -785,7 +651,7 @@ impl super::AttributeEditor for BridgeGan {
             let r = x_r.ok_or_else(|| {
                 GanError::Input("reference-based synthesis (alpha < 1) needs references".into())
             })?;
-            self.check(r, "reference")?;
+            check_images(r, self.image_size(), "reference")?;
             if r.size()[0] != n {
                 return Err(GanError::Input(format!(
                     "{n} inputs but {} references",
@@ -796,18 +662,5 @@ impl super::AttributeEditor for BridgeGan {
         let dev = |t: &Tensor| t.to_device(self.device);
         let r = x_r.map(dev);
         Ok(self.synth(&dev(x), &dev(y_s), &dev(y_t), r.as_ref(), alpha))
-    }
-}
-
-impl BridgeGan {
-    fn check(&self, x: &Tensor, what: &str) -> Result<()> {
-        let s = self.cfg.bridgegan.data.image_size;
-        if x.size().len() != 4 || x.size()[1..] != [3, s, s] {
-            return Err(GanError::Input(format!(
-                "{what}: expected images [n, 3, {s}, {s}], got {:?}",
-                x.size()
-            )));
-        }
-        Ok(())
     }
 }

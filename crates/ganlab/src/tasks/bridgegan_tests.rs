@@ -170,6 +170,49 @@ fn networks_match_the_official_code() {
     }
 }
 
+/// StarGAN's networks equal the official code's (yunjey/stargan `model.py`, rewritten in
+/// tests/fixtures/bridgegan_reference.py; exact): at the paper's CelebA setting with 14
+/// attributes (G 8,458,752, D 44,835,776) and at configs/stargan-emoji.toml's (G 2,122,816,
+/// D 2,808,800); output shapes too.
+#[test]
+fn stargan_networks_match_the_official_code() {
+    use crate::models::stargan::{StarDiscriminator, StarGenerator};
+    let _rng = crate::test_rng_lock();
+    let want: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("bridgegan_reference.json")).unwrap(),
+    )
+    .unwrap();
+    for (key, file) in [
+        ("stargan_celeba128", "stargan-celeba128.toml"),
+        ("stargan_emoji64", "stargan-emoji.toml"),
+    ] {
+        let cfg = TrainConfig::load(&fixtures().join("../../configs").join(file))
+            .unwrap()
+            .stargan;
+        let (k, size) = (cfg.data.attributes.len() as i64, cfg.data.image_size);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let g = StarGenerator::new(vs.root() / "g", &cfg.model, k);
+        let d = StarDiscriminator::new(vs.root() / "d", &cfg.model, k, size);
+        let x = Tensor::zeros([2, 3, size, size], (Kind::Float, Device::Cpu));
+        let y = Tensor::zeros([2, k], (Kind::Float, Device::Cpu));
+        let (src, cls) = d.forward(&x);
+        assert_eq!(cls.size(), [2, k]);
+        for (net, shape) in [("g", g.forward(&x, &y).size()), ("d", src.size())] {
+            let w = &want[key][net];
+            let (n, shapes) = summary(&vs, &format!("{net}."));
+            assert_eq!(
+                n,
+                w["params"].as_i64().unwrap(),
+                "{key} {net}: parameter count"
+            );
+            let ws: Vec<Vec<i64>> = serde_json::from_value(w["shapes"].clone()).unwrap();
+            assert_eq!(shapes, ws, "{key} {net}: parameter shapes");
+            let wo: Vec<i64> = serde_json::from_value(w["output"].clone()).unwrap();
+            assert_eq!(shape, wo, "{key} {net}: output shape");
+        }
+    }
+}
+
 /// A tiny set in CelebA's layout: `n` random 32 px images, attributes A, B (exclusive) and C,
 /// the last 4 images in the test partition.
 pub(crate) fn write_attribute_set(dir: &Path, n: i64) -> AttributeDataConfig {
@@ -306,4 +349,65 @@ fn trains_resumes_bit_identically_and_synthesises() {
     );
     assert_eq!(task.kind(), "bridgegan");
     let _ = std::fs::remove_dir_all(data_dir);
+}
+
+/// StarGAN end to end on the tiny set: L_G is the sum of its logged terms, the grid has one
+/// row per attribute (no reference row), a resume from step 3 is bit-identical, and the
+/// editor refuses references.
+#[test]
+fn stargan_trains_and_resumes_bit_identically() {
+    use crate::models::stargan::StarGanModelConfig;
+    let _rng = crate::test_rng_lock();
+    tch::manual_seed(1);
+    let data_dir = tmp("star-data");
+    let data = write_attribute_set(&data_dir, 12);
+    let mut cfg = tiny(&data, 6);
+    cfg.task.kind = crate::train::config::TaskKind::Stargan;
+    cfg.stargan.data = data.clone();
+    cfg.stargan.n_critic = 2;
+    cfg.stargan.probes = 3;
+    cfg.stargan.model = StarGanModelConfig {
+        g_ch: 4,
+        res_blocks: 1,
+        d_ch: 4,
+        d_layers: 3,
+    };
+    cfg.validate().unwrap();
+    let (a, b) = (tmp("star-full"), tmp("star-half"));
+    let mut full = Trainer::new(cfg.clone(), &a).unwrap();
+    let s = full.run(&mut Silent).unwrap();
+    let row = &full.rows()[0];
+    let sum: f64 = ["loss_g_adv", "loss_g_cls", "loss_rec"]
+        .iter()
+        .map(|k| row.get(k))
+        .sum();
+    assert!((sum - row.get("loss_g")).abs() < 1e-5 * sum.abs().max(1.0));
+    assert!(s["c_acc_label"].as_f64().is_some() && s.get("c_acc_ref").is_none());
+    let g = crate::data::folder::load_image(&a.join("label_based.png")).unwrap();
+    assert_eq!(g.size(), [3, 4 * 34 + 2, 3 * 34 + 2]);
+    let mut half = cfg.clone();
+    half.run.steps = 3;
+    Trainer::new(half, &b).unwrap().run(&mut Silent).unwrap();
+    let mut r = Trainer::resume(&b, Some(6), None).unwrap();
+    r.run(&mut Silent).unwrap();
+    for ((k, x), (_, y)) in full.weights().iter().zip(r.weights()) {
+        assert!(x.equal(&y), "{k} differs after resume");
+    }
+    let ed = full.task().editor().unwrap();
+    let x = Tensor::zeros([1, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let y = Tensor::zeros([1, 3], (Kind::Float, Device::Cpu));
+    assert_eq!(
+        ed.edit(&x, &y, &y, None, 1.0).unwrap().size(),
+        [1, 3, 32, 32]
+    );
+    let e = ed.edit(&x, &y, &y, Some(&x), 0.0).unwrap_err().to_string();
+    assert!(e.contains("no reference"), "{e}");
+    let e = ed
+        .edit(&x, &y.narrow(1, 0, 2), &y, None, 1.0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("source labels: expected [1, 3]"), "{e}");
+    for d in [a, b, data_dir] {
+        let _ = std::fs::remove_dir_all(d);
+    }
 }

@@ -10,6 +10,7 @@
 //! Adding a task: its file(s) here, a variant of [`crate::train::config::TaskKind`] with its
 //! config section, and one line in [`build`].
 
+pub mod attribute_data;
 pub mod autoencoder;
 pub mod bridgegan;
 pub mod cyclegan;
@@ -17,6 +18,7 @@ pub mod ddpm;
 pub mod gan;
 pub mod ladiffgan;
 pub mod pix2pix;
+pub mod stargan;
 pub mod ugatit;
 pub mod unpaired;
 
@@ -219,6 +221,7 @@ pub fn build(cfg: &TrainConfig, mode: Mode) -> Result<Box<dyn Task>> {
         TaskKind::Ddpm => Box::new(ddpm::Ddpm::new(cfg, mode)?),
         TaskKind::Ladiffgan => Box::new(ladiffgan::Ladiffgan::new(cfg, mode)?),
         TaskKind::Bridgegan => Box::new(bridgegan::BridgeGan::new(cfg, mode)?),
+        TaskKind::Stargan => Box::new(stargan::StarGan::new(cfg, mode)?),
     })
 }
 

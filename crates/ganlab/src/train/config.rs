@@ -28,6 +28,7 @@ use crate::tasks::cyclegan::CycleGanConfig;
 use crate::tasks::ddpm::DdpmConfig;
 use crate::tasks::ladiffgan::LadiffganConfig;
 use crate::tasks::pix2pix::Pix2pixConfig;
+use crate::tasks::stargan::StarGanConfig;
 use crate::tasks::ugatit::UgatitConfig;
 
 /// The tasks a config can choose (`[task] kind`).
@@ -56,6 +57,8 @@ pub enum TaskKind {
     /// Multi-attribute translation, label- and reference-based (`crate::tasks::bridgegan`;
     /// section bridgegan).
     Bridgegan,
+    /// StarGAN, the label-based baseline (`crate::tasks::stargan`; section stargan).
+    Stargan,
 }
 
 impl TaskKind {
@@ -70,6 +73,7 @@ impl TaskKind {
             TaskKind::Ddpm => &["ddpm"],
             TaskKind::Ladiffgan => &["ugatit", "ladiffgan"],
             TaskKind::Bridgegan => &["bridgegan"],
+            TaskKind::Stargan => &["stargan"],
         }
     }
 
@@ -84,6 +88,7 @@ impl TaskKind {
             TaskKind::Ddpm,
             TaskKind::Ladiffgan,
             TaskKind::Bridgegan,
+            TaskKind::Stargan,
         ]
         .iter()
         .flat_map(|k| k.sections().iter().copied())
@@ -101,6 +106,7 @@ impl TaskKind {
             TaskKind::Ddpm => "ddpm",
             TaskKind::Ladiffgan => "ladiffgan",
             TaskKind::Bridgegan => "bridgegan",
+            TaskKind::Stargan => "stargan",
         }
     }
 }
@@ -110,7 +116,7 @@ impl TaskKind {
 #[serde(deny_unknown_fields, default)]
 pub struct TaskConfig {
     /// "gan" (default), "pix2pix", "cyclegan", "ugatit", "autoencoder", "ddpm", "ladiffgan" or
-    /// "bridgegan".
+    /// "bridgegan" or "stargan".
     pub kind: TaskKind,
 }
 
@@ -350,6 +356,8 @@ pub struct TrainConfig {
     pub ladiffgan: LadiffganConfig,
     /// The multi-attribute translation task.
     pub bridgegan: BridgeConfig,
+    /// The StarGAN task.
+    pub stargan: StarGanConfig,
 }
 
 /// What a run's config.toml holds: the shared sections and the chosen task's.
@@ -380,6 +388,8 @@ struct TaskView<'a> {
     ladiffgan: Option<&'a LadiffganConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     bridgegan: Option<&'a BridgeConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stargan: Option<&'a StarGanConfig>,
 }
 
 impl Default for TrainConfig {
@@ -399,6 +409,7 @@ impl Default for TrainConfig {
             ddpm: DdpmConfig::default(),
             ladiffgan: LadiffganConfig::default(),
             bridgegan: BridgeConfig::default(),
+            stargan: StarGanConfig::default(),
         }
     }
 }
@@ -518,7 +529,8 @@ impl TrainConfig {
                 | TaskKind::Autoencoder
                 | TaskKind::Ddpm
                 | TaskKind::Ladiffgan
-                | TaskKind::Bridgegan,
+                | TaskKind::Bridgegan
+                | TaskKind::Stargan,
                 _,
             ) => DiffusionConfig {
                 enabled: false,
@@ -582,6 +594,7 @@ impl TrainConfig {
             ddpm: (self.task.kind == TaskKind::Ddpm).then_some(&self.ddpm),
             ladiffgan: (self.task.kind == TaskKind::Ladiffgan).then_some(&self.ladiffgan),
             bridgegan: (self.task.kind == TaskKind::Bridgegan).then_some(&self.bridgegan),
+            stargan: (self.task.kind == TaskKind::Stargan).then_some(&self.stargan),
         };
         toml::to_string_pretty(&view).expect("config is always serializable")
     }
@@ -648,6 +661,7 @@ impl TrainConfig {
                 self.ladiffgan.validate("ladiffgan")
             }
             TaskKind::Bridgegan => self.bridgegan.validate("bridgegan"),
+            TaskKind::Stargan => self.stargan.validate("stargan"),
         }
     }
 
@@ -796,6 +810,7 @@ mod shipped_configs {
             "ddpm",
             "ladiffgan",
             "bridgegan",
+            "stargan",
         ] {
             let text = format!("[task]\nkind = \"{kind}\"\n");
             want.push(

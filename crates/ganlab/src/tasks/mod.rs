@@ -10,6 +10,7 @@
 //! Adding a task: its file(s) here, a variant of [`crate::train::config::TaskKind`] with its
 //! config section, and one line in [`build`].
 
+pub mod attribute_classifier;
 pub mod attribute_data;
 pub mod autoencoder;
 pub mod bridgegan;
@@ -162,6 +163,10 @@ pub trait Task: std::fmt::Debug {
     fn editor(&self) -> Option<&dyn AttributeEditor> {
         None
     }
+    /// Attribute logits, for attribute classifier runs (the metrics' judge).
+    fn attribute_classifier(&self) -> Option<&dyn attribute_classifier::AttributeClassifier> {
+        None
+    }
 }
 
 /// The diffusion controller's state as logged scalars: T, p and r_d (NaN before the first
@@ -222,6 +227,9 @@ pub fn build(cfg: &TrainConfig, mode: Mode) -> Result<Box<dyn Task>> {
         TaskKind::Ladiffgan => Box::new(ladiffgan::Ladiffgan::new(cfg, mode)?),
         TaskKind::Bridgegan => Box::new(bridgegan::BridgeGan::new(cfg, mode)?),
         TaskKind::Stargan => Box::new(stargan::StarGan::new(cfg, mode)?),
+        TaskKind::AttributeClassifier => {
+            Box::new(attribute_classifier::ClassifierTask::new(cfg, mode)?)
+        }
     })
 }
 

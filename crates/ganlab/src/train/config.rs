@@ -22,6 +22,7 @@ use crate::models::dcgan::DcganConfig;
 use crate::models::mlp::MlpConfig;
 use crate::models::sngan::SnganConfig;
 use crate::objectives::ObjectiveConfig;
+use crate::tasks::attribute_classifier::ClassifierConfig;
 use crate::tasks::autoencoder::AutoencoderTaskConfig;
 use crate::tasks::bridgegan::BridgeConfig;
 use crate::tasks::cyclegan::CycleGanConfig;
@@ -59,6 +60,9 @@ pub enum TaskKind {
     Bridgegan,
     /// StarGAN, the label-based baseline (`crate::tasks::stargan`; section stargan).
     Stargan,
+    /// The attribute classifier that scores edits (`crate::tasks::attribute_classifier`;
+    /// section attribute_classifier).
+    AttributeClassifier,
 }
 
 impl TaskKind {
@@ -74,6 +78,7 @@ impl TaskKind {
             TaskKind::Ladiffgan => &["ugatit", "ladiffgan"],
             TaskKind::Bridgegan => &["bridgegan"],
             TaskKind::Stargan => &["stargan"],
+            TaskKind::AttributeClassifier => &["attribute_classifier"],
         }
     }
 
@@ -89,6 +94,7 @@ impl TaskKind {
             TaskKind::Ladiffgan,
             TaskKind::Bridgegan,
             TaskKind::Stargan,
+            TaskKind::AttributeClassifier,
         ]
         .iter()
         .flat_map(|k| k.sections().iter().copied())
@@ -107,6 +113,7 @@ impl TaskKind {
             TaskKind::Ladiffgan => "ladiffgan",
             TaskKind::Bridgegan => "bridgegan",
             TaskKind::Stargan => "stargan",
+            TaskKind::AttributeClassifier => "attribute_classifier",
         }
     }
 }
@@ -116,7 +123,7 @@ impl TaskKind {
 #[serde(deny_unknown_fields, default)]
 pub struct TaskConfig {
     /// "gan" (default), "pix2pix", "cyclegan", "ugatit", "autoencoder", "ddpm", "ladiffgan" or
-    /// "bridgegan" or "stargan".
+    /// "bridgegan", "stargan" or "attribute_classifier".
     pub kind: TaskKind,
 }
 
@@ -358,6 +365,8 @@ pub struct TrainConfig {
     pub bridgegan: BridgeConfig,
     /// The StarGAN task.
     pub stargan: StarGanConfig,
+    /// The attribute classifier task.
+    pub attribute_classifier: ClassifierConfig,
 }
 
 /// What a run's config.toml holds: the shared sections and the chosen task's.
@@ -390,6 +399,8 @@ struct TaskView<'a> {
     bridgegan: Option<&'a BridgeConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stargan: Option<&'a StarGanConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attribute_classifier: Option<&'a ClassifierConfig>,
 }
 
 impl Default for TrainConfig {
@@ -410,6 +421,7 @@ impl Default for TrainConfig {
             ladiffgan: LadiffganConfig::default(),
             bridgegan: BridgeConfig::default(),
             stargan: StarGanConfig::default(),
+            attribute_classifier: ClassifierConfig::default(),
         }
     }
 }
@@ -530,7 +542,8 @@ impl TrainConfig {
                 | TaskKind::Ddpm
                 | TaskKind::Ladiffgan
                 | TaskKind::Bridgegan
-                | TaskKind::Stargan,
+                | TaskKind::Stargan
+                | TaskKind::AttributeClassifier,
                 _,
             ) => DiffusionConfig {
                 enabled: false,
@@ -595,6 +608,8 @@ impl TrainConfig {
             ladiffgan: (self.task.kind == TaskKind::Ladiffgan).then_some(&self.ladiffgan),
             bridgegan: (self.task.kind == TaskKind::Bridgegan).then_some(&self.bridgegan),
             stargan: (self.task.kind == TaskKind::Stargan).then_some(&self.stargan),
+            attribute_classifier: (self.task.kind == TaskKind::AttributeClassifier)
+                .then_some(&self.attribute_classifier),
         };
         toml::to_string_pretty(&view).expect("config is always serializable")
     }
@@ -662,6 +677,9 @@ impl TrainConfig {
             }
             TaskKind::Bridgegan => self.bridgegan.validate("bridgegan"),
             TaskKind::Stargan => self.stargan.validate("stargan"),
+            TaskKind::AttributeClassifier => {
+                self.attribute_classifier.validate("attribute_classifier")
+            }
         }
     }
 
@@ -811,6 +829,7 @@ mod shipped_configs {
             "ladiffgan",
             "bridgegan",
             "stargan",
+            "attribute_classifier",
         ] {
             let text = format!("[task]\nkind = \"{kind}\"\n");
             want.push(

@@ -111,7 +111,9 @@ enum Command {
     /// (pix2pix vs an L1-only U-Net on line art → colour), translation-emoji (CycleGAN,
     /// U-GAT-IT and U-GAT-IT + Diffusion-GAN on Twitter ↔ Google emoji), ladiffgan-emoji
     /// (autoencoders → latent DDPMs → U-GAT-IT, + Diffusion-GAN, LaDiffGAN's two latent terms
-    /// alone and together; resumable).
+    /// alone and together; resumable), multi-attribute-emoji (an attribute classifier, then
+    /// StarGAN and label-/reference-based multi-attribute translation on emoji people: Tables
+    /// 1–2; resumable).
     Experiment {
         /// Experiment name.
         name: String,
@@ -123,13 +125,13 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
         /// Output directory (default: runs/experiment-<name>). Must be new or empty, except
-        /// that ladiffgan-emoji resumes its own.
+        /// that ladiffgan-emoji and multi-attribute-emoji resume their own.
         #[arg(long)]
         out: Option<PathBuf>,
         #[command(flatten)]
         overrides: Overrides,
-        /// Seeds to run every arm at, e.g. 0,1 (translation-emoji, ladiffgan-emoji; default:
-        /// run.seed).
+        /// Seeds to run every arm at, e.g. 0,1 (translation-emoji, ladiffgan-emoji,
+        /// multi-attribute-emoji; default: run.seed).
         #[arg(long, value_delimiter = ',')]
         seeds: Vec<u64>,
         /// No progress bar.
@@ -574,9 +576,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let dir = out.unwrap_or_else(|| default_dir(&format!("experiment-{name}")));
             anyhow::ensure!(
-                seeds.is_empty() || name == "translation-emoji" || name == "ladiffgan-emoji",
+                seeds.is_empty()
+                    || ["translation-emoji", "ladiffgan-emoji", "multi-attribute-emoji"]
+                        .contains(&name.as_str()),
                 GanError::Input(format!(
-                    "--seeds applies to translation-emoji and ladiffgan-emoji only, not {name}"
+                    "--seeds applies to translation-emoji, ladiffgan-emoji and multi-attribute-emoji only, not {name}"
                 ))
             );
             if name.starts_with("refine-") {
@@ -681,6 +685,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         dir.join("grid_a2b.png").display(),
                         dir.join("grid_b2a.png").display()
                     );
+                    Ok(())
+                }
+                "multi-attribute-emoji" => {
+                    use ganlab::experiments::multi_attribute as exp;
+                    anyhow::ensure!(
+                        config.is_none(),
+                        GanError::Input(
+                            "multi-attribute-emoji takes its configs from configs/{attribute-classifier,stargan,bridgegan}-emoji.toml; change them with --set (e.g. --set run.steps=..., --set classifier.run.steps=...)".into()
+                        )
+                    );
+                    let mut sets = overrides.set.clone();
+                    if let Some(s) = overrides.steps {
+                        sets.push(format!("run.steps={s}"));
+                    }
+                    if let Some(d) = &data {
+                        sets.push(format!("data.dir={:?}", d.join("emoji-people")));
+                    }
+                    let plan = exp::plan(&sets)?;
+                    let seeds = if seeds.is_empty() {
+                        vec![overrides.seed.unwrap_or(plan.arms[0].1.run.seed)]
+                    } else {
+                        seeds
+                    };
+                    let (judge, rows) = exp::run(&plan, &seeds, &dir, !quiet)?;
+                    let names = &plan.arms[1].1.bridgegan.data.attributes;
+                    println!("{}", exp::markdown(names, &judge, &rows));
+                    println!("results: {}", dir.join("results.md").display());
                     Ok(())
                 }
                 "js-toy" => {

@@ -3,6 +3,7 @@
 pub mod gaussians25;
 pub mod js_toy;
 pub mod ladiffgan;
+pub mod multi_attribute;
 pub mod pix2pix;
 pub mod refine;
 pub mod translation;
@@ -16,6 +17,7 @@ pub const NAMES: &[&str] = &[
     "pix2pix-openmoji",
     "translation-emoji",
     "ladiffgan-emoji",
+    "multi-attribute-emoji",
 ];
 
 use std::path::Path;

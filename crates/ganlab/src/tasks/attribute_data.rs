@@ -173,12 +173,66 @@ impl AttributeData {
         Ok(t.images_at(&Tensor::from_slice(&refs), self.device))
     }
 
+    /// The first `n` test images with labels, on the device.
+    pub fn test_batch(&self, n: i64) -> Result<(Tensor, Tensor)> {
+        let t = self
+            .test
+            .as_ref()
+            .ok_or_else(|| GanError::Input("no test split".into()))?;
+        let idx = Tensor::arange(n.min(t.len()), (Kind::Int64, Device::Cpu));
+        Ok((
+            t.images_at(&idx, self.device),
+            t.labels_at(&idx, self.device),
+        ))
+    }
+
+    /// The first `limit` test images with attribute `j` flipped by `edit` (label-based, or
+    /// reference-based with references from [`AttributeData::references_for`]), in batches
+    /// of 32, on the CPU; and the flipped attribute's target values [n, 1].
+    pub fn flips(
+        &self,
+        limit: i64,
+        j: usize,
+        edit: EditFn,
+        reference: bool,
+    ) -> Result<(Tensor, Tensor)> {
+        let t = self
+            .test
+            .as_ref()
+            .ok_or_else(|| GanError::Input("no test split".into()))?;
+        let (x, y) = self.test_batch(limit)?;
+        let n = x.size()[0];
+        let y_t = t.flip(&y, j);
+        let x_r = if reference {
+            Some(self.references_for(n, j)?)
+        } else {
+            None
+        };
+        let parts: Vec<Tensor> = (0..n)
+            .step_by(32)
+            .map(|a| {
+                let l = 32.min(n - a);
+                let r = x_r.as_ref().map(|r| r.narrow(0, a, l));
+                edit(
+                    &x.narrow(0, a, l),
+                    &y.narrow(0, a, l),
+                    &y_t.narrow(0, a, l),
+                    r.as_ref(),
+                )
+                .to_device(Device::Cpu)
+            })
+            .collect();
+        Ok((
+            Tensor::cat(&parts, 0),
+            y_t.narrow(1, j as i64, 1).to_device(Device::Cpu),
+        ))
+    }
+
     /// Attribute accuracy of `classify` (logits [n, k]) on up to `limit` test images: on the
-    /// real images (`<prefix>_real`), and on single-attribute flips, label-based
-    /// (`<prefix>_label`) and, with `reference`, reference-based (`<prefix>_ref`, references
-    /// from [`AttributeData::references_for`]): the share of edits whose flipped attribute
-    /// `classify` reads as the target. Per attribute as `<prefix>_label_<name>` and
-    /// `<prefix>_ref_<name>`.
+    /// real images (`<prefix>_real`), and on single-attribute flips ([`AttributeData::flips`]),
+    /// label-based (`<prefix>_label`) and, with `reference`, reference-based
+    /// (`<prefix>_ref`): the share of edits whose flipped attribute `classify` reads as the
+    /// target. Per attribute as `<prefix>_label_<name>` and `<prefix>_ref_<name>`.
     pub fn accuracy(
         &self,
         limit: i64,
@@ -188,32 +242,26 @@ impl AttributeData {
         reference: bool,
     ) -> Result<Scalars> {
         let mut s = Scalars::new();
-        let Some(t) = &self.test else {
+        if self.test.is_none() {
             return Ok(s);
-        };
+        }
         tch::manual_seed(step_seed(self.seed, u64::MAX - 4));
-        let n = t.len().min(limit);
-        let idx = Tensor::arange(n, (Kind::Int64, Device::Cpu));
-        let (x, y) = (
-            t.images_at(&idx, self.device),
-            t.labels_at(&idx, self.device),
-        );
-        let hit = |logits: &Tensor, target: &Tensor| {
-            logits
-                .gt(0.0)
-                .to_kind(Kind::Float)
-                .eq_tensor(target)
-                .to_kind(Kind::Float)
-                .mean(Kind::Float)
-                .double_value(&[])
-        };
-        let batched = |f: &dyn Fn(i64, i64) -> Tensor| {
-            let parts: Vec<Tensor> = (0..n).step_by(32).map(|a| f(a, 32.min(n - a))).collect();
+        let (x, y) = self.test_batch(limit)?;
+        let logits = |x: &Tensor| {
+            let parts: Vec<Tensor> = (0..x.size()[0])
+                .step_by(32)
+                .map(|a| {
+                    let b = x
+                        .narrow(0, a, 32.min(x.size()[0] - a))
+                        .to_device(self.device);
+                    classify(&b).to_device(Device::Cpu)
+                })
+                .collect();
             Tensor::cat(&parts, 0)
         };
         s.push(
             &format!("{prefix}_real"),
-            hit(&batched(&|a, l| classify(&x.narrow(0, a, l))), &y),
+            hit_rate(&logits(&x), &y.to_device(Device::Cpu)),
         );
         let names = &self.cfg.attributes;
         let modes: &[&str] = if reference {
@@ -224,24 +272,8 @@ impl AttributeData {
         for mode in modes {
             let mut sum = 0.0;
             for (j, name) in names.iter().enumerate() {
-                let y_t = t.flip(&y, j);
-                let want = y_t.narrow(1, j as i64, 1);
-                let x_r = if *mode == "ref" {
-                    Some(self.references_for(n, j)?)
-                } else {
-                    None
-                };
-                let out = batched(&|a, l| {
-                    let r = x_r.as_ref().map(|r| r.narrow(0, a, l));
-                    let e = edit(
-                        &x.narrow(0, a, l),
-                        &y.narrow(0, a, l),
-                        &y_t.narrow(0, a, l),
-                        r.as_ref(),
-                    );
-                    classify(&e)
-                });
-                let acc = hit(&out.narrow(1, j as i64, 1), &want);
+                let (e, want) = self.flips(limit, j, edit, *mode == "ref")?;
+                let acc = hit_rate(&logits(&e).narrow(1, j as i64, 1), &want);
                 s.push(&format!("{prefix}_{mode}_{name}"), acc);
                 sum += acc;
             }
@@ -249,6 +281,17 @@ impl AttributeData {
         }
         Ok(s)
     }
+}
+
+/// The share of entries where `logits` > 0 agrees with `target` ∈ {0, 1}.
+pub fn hit_rate(logits: &Tensor, target: &Tensor) -> f64 {
+    logits
+        .gt(0.0)
+        .to_kind(Kind::Float)
+        .eq_tensor(target)
+        .to_kind(Kind::Float)
+        .mean(Kind::Float)
+        .double_value(&[])
 }
 
 /// Checks `x` is a batch of RGB `s` × `s` images; `what` names it in the error.

@@ -421,3 +421,74 @@ fn unpaired_train_and_translate_both_ways() {
     assert!(stderr(&o).contains("--direction"), "{}", stderr(&o));
     std::fs::remove_dir_all(d).unwrap();
 }
+
+/// A multi-attribute run from the command line: describe prints G, M and E separately;
+/// `translate --set` writes one file per input and target and a grid with one row per target;
+/// `--reference` one file per input and reference; labels.json records what the classifier
+/// read; an unknown attribute and two exclusive ones at 1 are exit 2 naming them; --set on a
+/// non-attribute flag combination (--alpha < 1 without references) is refused.
+#[test]
+fn attribute_run_edits_by_label_and_reference() {
+    let d = tmp("bridgegan");
+    std::fs::create_dir_all(d.join("set/img")).unwrap();
+    let (mut attr, mut part) = ("8\nA B C\n".to_string(), String::new());
+    for i in 0..8 {
+        let x = tch::Tensor::rand([3, 32, 32], (tch::Kind::Float, tch::Device::Cpu)) * 2 - 1;
+        ganlab::data::write_png(&d.join(format!("set/img/{i}.png")), &x).unwrap();
+        let v = if i % 2 == 0 { " 1 -1  1" } else { "-1  1 -1" };
+        attr += &format!("{i}.png {v}\n");
+        part += &format!("{i}.png {}\n", if i < 6 { 0 } else { 2 });
+    }
+    std::fs::write(d.join("set/list_attr.txt"), attr).unwrap();
+    std::fs::write(d.join("set/list_eval_partition.txt"), part).unwrap();
+    let cfg = "[task]\nkind = \"bridgegan\"\n[run]\nsteps = 1\nbatch_size = 2\ndevice = \"cpu\"\neval_samples = 2\n[bridgegan]\nn_critic = 1\nprobes = 2\n[bridgegan.data]\ndir = \"set\"\nimages = \"img\"\nattributes = [\"A\", \"B\", \"C\"]\nexclusive = [[\"A\", \"B\"]]\nimage_size = 32\n[bridgegan.model]\ng_ch = 4\nstyle_ch = 4\nnoise_dim = 3\nd_ch = 4\nspade_hidden = 4\n";
+    std::fs::write(d.join("bg.toml"), cfg).unwrap();
+    let o = ganlab(&["describe", "bg.toml"], &d);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        out.contains("g.g_gen") && out.contains("g.g_map") && out.contains("g.g_enc"),
+        "{out}"
+    );
+    let o = ganlab(&["train", "bg.toml", "--out", "r", "--quiet"], &d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let t = |extra: &[&'static str], out: &'static str| {
+        let mut a = vec![
+            "translate",
+            "--run",
+            "r",
+            "--input",
+            "set/img",
+            "--out",
+            out,
+        ];
+        a.extend_from_slice(extra);
+        a
+    };
+    let o = ganlab(&t(&["--set", "A=1", "--set", "B=1,C=0"], "lab"), &d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in ["0-t0.png", "7-t1.png", "grid.png", "labels.json"] {
+        assert!(d.join("lab").join(f).is_file(), "{f}");
+    }
+    // Sources + 2 targets, 8 inputs wide.
+    let g = ganlab::data::folder::load_image(&d.join("lab/grid.png")).unwrap();
+    assert_eq!(g.size(), [3, 3 * 34 + 2, 8 * 34 + 2]);
+    let o = ganlab(
+        &t(&["--reference", "set/img/1.png", "--set", "A=1"], "ref"),
+        &d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(d.join("ref/3-ref-1.png").is_file());
+    let o = ganlab(&t(&["--set", "D=1"], "bad1"), &d);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no attribute `D`"), "{}", stderr(&o));
+    let o = ganlab(&t(&["--set", "A=1,B=1"], "bad2"), &d);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("cannot both be 1"), "{}", stderr(&o));
+    assert!(
+        !d.join("bad2").exists(),
+        "nothing written on a refused edit"
+    );
+    let o = ganlab(&t(&["--set", "A=1", "--alpha", "0.5"], "bad3"), &d);
+    assert_eq!(o.status.code(), Some(2));
+    std::fs::remove_dir_all(d).unwrap();
+}

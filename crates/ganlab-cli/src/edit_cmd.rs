@@ -25,7 +25,7 @@ pub struct EditArgs<'a> {
     pub out: &'a Path,
     pub set: &'a [String],
     pub reference: Option<&'a Path>,
-    pub alpha: Option<f64>,
+    pub alpha: &'a [f64],
     pub samples: i64,
     pub seed: u64,
 }
@@ -99,11 +99,20 @@ pub fn edit(ed: &dyn AttributeEditor, a: EditArgs) -> anyhow::Result<()> {
         .iter()
         .map(|t| parse_set(t, &names))
         .collect::<ganlab::Result<Vec<_>>>()?;
-    let alpha = a
-        .alpha
-        .unwrap_or(if a.reference.is_some() { 0.0 } else { 1.0 });
-    if !(0.0..=1.0).contains(&alpha) {
-        return Err(GanError::Input(format!("--alpha must be in [0, 1], got {alpha}")).into());
+    let alphas: Vec<f64> = if a.alpha.is_empty() {
+        vec![if a.reference.is_some() { 0.0 } else { 1.0 }]
+    } else {
+        a.alpha.to_vec()
+    };
+    if alphas.len() > 1 && a.reference.is_none() {
+        return Err(GanError::Input(
+            "several --alpha values walk from reference- to label-based style: give --reference"
+                .into(),
+        )
+        .into());
+    }
+    if let Some(bad) = alphas.iter().find(|v| !(0.0..=1.0).contains(*v)) {
+        return Err(GanError::Input(format!("--alpha must be in [0, 1], got {bad}")).into());
     }
     if a.reference.is_none() && targets.is_empty() {
         return Err(GanError::Input(format!(
@@ -112,7 +121,7 @@ pub fn edit(ed: &dyn AttributeEditor, a: EditArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
-    if a.reference.is_none() && alpha < 1.0 {
+    if a.reference.is_none() && alphas.iter().any(|&v| v < 1.0) {
         return Err(GanError::Input(
             "--alpha below 1 mixes in a reference style: give --reference".into(),
         )
@@ -188,16 +197,24 @@ pub fn edit(ed: &dyn AttributeEditor, a: EditArgs) -> anyhow::Result<()> {
                     None => yr.narrow(0, ri as i64, 1).expand([n, -1], false).copy(),
                 };
                 let rr = r1.expand([n, -1, -1, -1], false).copy();
-                let y = ed
-                    .edit(&x, &y_s, &y_t, Some(&rr), alpha)?
-                    .to_device(Device::Cpu);
-                for (i, f) in files.iter().enumerate() {
-                    write(
-                        format!("{}-ref-{}.png", stem(f), stem(rf)),
-                        &y.get(i as i64),
-                    )?;
+                // One row per α: with several, a walk between the two style codes.
+                for &al in &alphas {
+                    let y = ed
+                        .edit(&x, &y_s, &y_t, Some(&rr), al)?
+                        .to_device(Device::Cpu);
+                    let sfx = if alphas.len() > 1 {
+                        format!("-a{al}")
+                    } else {
+                        String::new()
+                    };
+                    for (i, f) in files.iter().enumerate() {
+                        write(
+                            format!("{}-ref-{}{sfx}.png", stem(f), stem(rf)),
+                            &y.get(i as i64),
+                        )?;
+                    }
+                    rows.push(Tensor::cat(&[&r1, &y], 0));
                 }
-                rows.push(Tensor::cat(&[&r1, &y], 0));
             }
         }
         _ => unreachable!("labels are read for every reference"),
@@ -226,7 +243,7 @@ pub fn edit(ed: &dyn AttributeEditor, a: EditArgs) -> anyhow::Result<()> {
     let mut info = serde_json::json!({
         "run": a.run.display().to_string(),
         "step": a.step,
-        "alpha": alpha,
+        "alpha": alphas,
         "targets": a.set,
         "source_labels": labels(&y_s, &files),
     });
@@ -242,7 +259,7 @@ pub fn edit(ed: &dyn AttributeEditor, a: EditArgs) -> anyhow::Result<()> {
         n,
         written,
         a.out.display(),
-        if x_ref.is_some() { format!("reference-based, alpha {alpha}") } else { "label-based".into() },
+        if x_ref.is_some() { format!("reference-based, alpha {alphas:?}") } else { "label-based".into() },
         if x_ref.is_some() { "reference" } else { "target" }
     );
     Ok(())

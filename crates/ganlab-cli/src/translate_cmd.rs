@@ -55,9 +55,10 @@ pub struct TranslateArgs {
     #[arg(long)]
     reference: Option<PathBuf>,
     /// Attribute runs: mix of label-based (1) and reference-based (0) style codes (default:
-    /// 0 with --reference, else 1).
-    #[arg(long)]
-    alpha: Option<f64>,
+    /// 0 with --reference, else 1); several values (e.g. 0,0.25,0.5,0.75,1) give one grid
+    /// row per value, an interpolation walk.
+    #[arg(long, value_delimiter = ',')]
+    alpha: Vec<f64>,
     /// Attribute runs: label-based samples per input and target (different noise R).
     #[arg(long, default_value_t = 1)]
     samples: i64,
@@ -175,13 +176,13 @@ pub fn translate(a: TranslateArgs) -> anyhow::Result<()> {
                 out: &a.out,
                 set: &a.set,
                 reference: a.reference.as_deref(),
-                alpha: a.alpha,
+                alpha: &a.alpha,
                 samples: a.samples,
                 seed: a.seed,
             },
         );
     }
-    if !a.set.is_empty() || a.reference.is_some() || a.alpha.is_some() || a.samples != 1 {
+    if !a.set.is_empty() || a.reference.is_some() || !a.alpha.is_empty() || a.samples != 1 {
         return Err(GanError::Input(format!(
             "--set, --reference, --alpha and --samples apply to attribute runs; {} is a {} run",
             a.run.display(),

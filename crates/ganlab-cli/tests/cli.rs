@@ -425,7 +425,7 @@ fn unpaired_train_and_translate_both_ways() {
 /// A multi-attribute run from the command line: describe prints G, M and E separately;
 /// `translate --set` writes one file per input and target and a grid with one row per target;
 /// `--reference` one file per input and reference; labels.json records what the classifier
-/// read; an unknown attribute and two exclusive ones at 1 are exit 2 naming them; --set on a
+/// read; `--alpha 0,0.5,1` walks between the two style codes; an unknown attribute and two exclusive ones at 1 are exit 2 naming them; --set on a
 /// non-attribute flag combination (--alpha < 1 without references) is refused.
 #[test]
 fn attribute_run_edits_by_label_and_reference() {
@@ -478,6 +478,18 @@ fn attribute_run_edits_by_label_and_reference() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(d.join("ref/3-ref-1.png").is_file());
+    // An interpolation walk: one row per α (sources row + 3 rows, reference column + 8).
+    let o = ganlab(
+        &t(
+            &["--reference", "set/img/1.png", "--alpha", "0,0.5,1"],
+            "walk",
+        ),
+        &d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(d.join("walk/3-ref-1-a0.5.png").is_file());
+    let g = ganlab::data::folder::load_image(&d.join("walk/grid.png")).unwrap();
+    assert_eq!(g.size(), [3, 4 * 34 + 2, 9 * 34 + 2]);
     let o = ganlab(&t(&["--set", "D=1"], "bad1"), &d);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("no attribute `D`"), "{}", stderr(&o));

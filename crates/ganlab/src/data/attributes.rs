@@ -169,6 +169,15 @@ impl AttributeDataConfig {
     /// Loads `split` ("train" or "test": partition 0, or 1 and 2).
     pub fn load(&self, split: &str) -> Result<AttributeSet> {
         let attr_path = self.dir.join(&self.attr_file);
+        if !attr_path.is_file() {
+            return Err(GanError::Input(format!(
+                "{} not found: `scripts/fetch-data emoji-people` makes the emoji people set; for CelebA put \
+                 list_attr_celeba.txt, list_eval_partition.txt and img_align_celeba/ in {} \
+                 (configs/bridgegan-celeba128.toml)",
+                attr_path.display(),
+                self.dir.display()
+            )));
+        }
         let text = std::fs::read_to_string(&attr_path).at(&attr_path)?;
         let table = parse_attr_file(&text, &attr_path)?;
         let cols: Vec<usize> = self
@@ -540,6 +549,14 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("no attribute `Eyeglasses`"), "{e}");
+        let e = AttributeDataConfig {
+            dir: tmp.join("missing"),
+            ..cfg.clone()
+        }
+        .load("train")
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("scripts/fetch-data emoji-people"), "{e}");
         let e = AttributeDataConfig {
             crop: [10, 0, 20],
             ..cfg.clone()

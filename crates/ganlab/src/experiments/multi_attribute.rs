@@ -285,13 +285,23 @@ pub fn run(
     } else {
         None
     };
+    // The training images' Inception statistics, computed once per experiment directory
+    // (named by the data config and image count, so other data is not mistaken for them).
     let real = match (&ex, &data.train) {
         (Some(ex), Some(t)) => {
-            let x = t.images_at(
-                &Tensor::arange(t.len(), (Kind::Int64, Device::Cpu)),
-                Device::Cpu,
+            let key = crate::metrics::eval::content_hash(
+                format!("{:?} {}", bcfg.bridgegan.data, t.len()).as_bytes(),
             );
-            Some(FeatureStats::from_features(&features(ex, &x)?)?)
+            let cache = out.join(format!("real_train_stats-{key:016x}.safetensors"));
+            if cache.is_file() {
+                Some(FeatureStats::load(&cache)?)
+            } else {
+                let idx = Tensor::arange(t.len(), (Kind::Int64, Device::Cpu));
+                let st =
+                    FeatureStats::from_features(&features(ex, &t.images_at(&idx, Device::Cpu))?)?;
+                st.save(&cache)?;
+                Some(st)
+            }
         }
         _ => None,
     };
@@ -535,6 +545,11 @@ mod tests {
         }
         if inception.is_file() {
             assert_eq!(rows[0].diversity, Some(0.0), "StarGAN is deterministic");
+            let cached = std::fs::read_dir(&out)
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .any(|e| e.file_name().to_string_lossy().starts_with("real_train_stats-"));
+            assert!(cached, "the training images' statistics are cached");
         }
         let md = std::fs::read_to_string(out.join("results.md")).unwrap();
         assert!(

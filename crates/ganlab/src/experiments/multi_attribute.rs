@@ -548,7 +548,11 @@ mod tests {
             let cached = std::fs::read_dir(&out)
                 .unwrap()
                 .filter_map(|e| e.ok())
-                .any(|e| e.file_name().to_string_lossy().starts_with("real_train_stats-"));
+                .any(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with("real_train_stats-")
+                });
             assert!(cached, "the training images' statistics are cached");
         }
         let md = std::fs::read_to_string(out.join("results.md")).unwrap();

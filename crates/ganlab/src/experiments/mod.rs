@@ -45,6 +45,9 @@ pub fn train_or_resume(
             .map_err(|e| GanError::Input(format!("{}: {e}", summary.display())))?;
         return Ok(serde_json::from_str(&text)?);
     }
+    if dir.is_dir() && !dir.join("checkpoints/state.json").is_file() {
+        discard_unstarted(dir)?;
+    }
     let mut t = if dir.join("checkpoints").is_dir() {
         Trainer::resume(dir, Some(cfg.run.steps), None)?
     } else {
@@ -54,6 +57,40 @@ pub fn train_or_resume(
         Some(l) => t.run(&mut crate::progress::ProgressBar::new(l)),
         None => t.run(&mut crate::progress::Silent),
     }
+}
+
+/// Removes the run directory `dir` of a run stopped before its first checkpoint (nothing to
+/// resume), so it can start again; only when it holds nothing but what the loop writes
+/// before then (config.toml, the logs, an empty checkpoints/ and samples/): anything else
+/// is an error, never deleted.
+fn discard_unstarted(dir: &Path) -> Result<()> {
+    let known = [
+        "config.toml",
+        "metrics.jsonl",
+        "eval.jsonl",
+        "checkpoints",
+        "samples",
+    ];
+    for e in
+        std::fs::read_dir(dir).map_err(|e| GanError::Input(format!("{}: {e}", dir.display())))?
+    {
+        let name = e
+            .map_err(|e| GanError::Input(format!("{}: {e}", dir.display())))?
+            .file_name();
+        let name = name.to_string_lossy();
+        let empty_dir = |d: &str| {
+            std::fs::read_dir(dir.join(d))
+                .map(|mut r| r.next().is_none())
+                .unwrap_or(false)
+        };
+        if !known.contains(&name.as_ref()) || (name == "checkpoints" && !empty_dir("checkpoints")) {
+            return Err(GanError::Input(format!(
+                "{} has no checkpoint to resume but holds `{name}`; remove it or choose another --out",
+                dir.display()
+            )));
+        }
+    }
+    std::fs::remove_dir_all(dir).map_err(|e| GanError::Input(format!("{}: {e}", dir.display())))
 }
 
 /// Errors when the run in `dir` was configured otherwise than `cfg`, naming the first line

@@ -36,6 +36,12 @@ pub fn train_or_resume(
     dir: &Path,
     label: Option<&str>,
 ) -> Result<serde_json::Value> {
+    if dir.is_dir()
+        && !dir.join("summary.json").is_file()
+        && !dir.join("checkpoints/state.json").is_file()
+    {
+        discard_unstarted(dir)?;
+    }
     if dir.join("config.toml").is_file() {
         check_same_config(cfg, dir)?;
     }
@@ -44,9 +50,6 @@ pub fn train_or_resume(
         let text = std::fs::read_to_string(&summary)
             .map_err(|e| GanError::Input(format!("{}: {e}", summary.display())))?;
         return Ok(serde_json::from_str(&text)?);
-    }
-    if dir.is_dir() && !dir.join("checkpoints/state.json").is_file() {
-        discard_unstarted(dir)?;
     }
     let mut t = if dir.join("checkpoints").is_dir() {
         Trainer::resume(dir, Some(cfg.run.steps), None)?

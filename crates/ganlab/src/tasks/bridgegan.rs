@@ -186,7 +186,12 @@ pub fn l1(a: &Tensor, b: &Tensor) -> Tensor {
 /// Mean sigmoid cross-entropy of `logits` against targets `y` ∈ [0, 1] (TF's
 /// `sigmoid_cross_entropy`): max(x, 0) − x·y + log(1 + e^−|x|).
 pub fn bce_logits(logits: &Tensor, y: &Tensor) -> Tensor {
-    (logits.relu() - logits * y + (-logits.abs()).exp().log1p()).mean(Kind::Float)
+    bce_elements(logits, y).mean(Kind::Float)
+}
+
+/// Per-element sigmoid cross-entropy max(x, 0) − x·y + log(1 + e^−|x|) (stable for any x).
+pub fn bce_elements(logits: &Tensor, y: &Tensor) -> Tensor {
+    logits.relu() - logits * y + (-logits.abs()).exp().log1p()
 }
 
 /// L_ms = |r₁ − r|₁ / (|sg x₁ − x|₁ + 1e-5).

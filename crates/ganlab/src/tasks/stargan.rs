@@ -123,8 +123,7 @@ impl StarGanConfig {
 /// Binary cross-entropy of logits against targets, summed over attributes and averaged over
 /// the batch (the official CelebA `classification_loss`).
 pub fn cls_loss(logits: &Tensor, y: &Tensor) -> Tensor {
-    let per = logits.relu() - logits * y + (-logits.abs()).exp().log1p();
-    per.sum(Kind::Float) / logits.size()[0] as f64
+    super::bridgegan::bce_elements(logits, y).sum(Kind::Float) / logits.size()[0] as f64
 }
 
 /// The task (see module docs).

@@ -25,9 +25,11 @@ use std::path::Path;
 use crate::error::{GanError, Result};
 use crate::train::{TrainConfig, Trainer};
 
-/// Trains `cfg` into `dir`, or picks up what is there: a finished run (summary.json) is not
-/// trained again and its summary is returned; an interrupted one (checkpoints, no summary)
-/// resumes to the config's step budget; a missing one starts. `label` names the progress
+/// Trains `cfg` into `dir`, or picks up what is there: a run finished (summary.json) at the
+/// config's step budget is not trained again and its summary is returned; an interrupted one (checkpoints, no summary)
+/// resumes to the config's step budget, and so does one finished short of it (its last
+/// checkpoint is its final step; a run finished beyond the budget is an error, never
+/// reported as a shorter one); a missing one starts. `label` names the progress
 /// bar (None: silent). Experiments that chain stages use it to resume any stage already done.
 /// A run in `dir` made from a different config (other than its step budget) is an error, not
 /// reused: an experiment re-run with other `--set` values must not report the old runs.
@@ -49,7 +51,20 @@ pub fn train_or_resume(
     if summary.is_file() {
         let text = std::fs::read_to_string(&summary)
             .map_err(|e| GanError::Input(format!("{}: {e}", summary.display())))?;
-        return Ok(serde_json::from_str(&text)?);
+        let done: serde_json::Value = serde_json::from_str(&text)?;
+        let steps = done["steps"].as_u64();
+        if steps == Some(cfg.run.steps) {
+            return Ok(done);
+        }
+        if steps.is_none_or(|s| s > cfg.run.steps) {
+            return Err(GanError::Input(format!(
+                "{} holds a run finished at step {}, beyond this budget of {} steps; \
+                 remove it or choose another --out",
+                dir.display(),
+                done["steps"],
+                cfg.run.steps
+            )));
+        }
     }
     let mut t = if dir.join("checkpoints").is_dir() {
         Trainer::resume(dir, Some(cfg.run.steps), None)?
@@ -97,8 +112,7 @@ fn discard_unstarted(dir: &Path) -> Result<()> {
 }
 
 /// Errors when the run in `dir` was configured otherwise than `cfg`, naming the first line
-/// that differs; the step budget may differ (a finished run is kept, an unfinished one
-/// resumes to `cfg`'s budget).
+/// that differs; the step budget may differ (the run resumes to `cfg`'s budget).
 fn check_same_config(cfg: &TrainConfig, dir: &Path) -> Result<()> {
     let mut stored = crate::train::load_run_config(dir)?;
     stored.run.steps = cfg.run.steps;
@@ -122,21 +136,40 @@ fn check_same_config(cfg: &TrainConfig, dir: &Path) -> Result<()> {
 mod tests {
     use super::*;
 
-    /// A finished run is reused for the same config (any step budget) and refused, naming
-    /// the differing line, for another one.
+    /// A finished run is reused for the same config and budget, trained on to a longer
+    /// budget (ending where a run trained for it from the start ends), refused for a shorter
+    /// one, and refused, naming the differing line, for another config.
     #[test]
     fn finished_run_is_reused_only_for_its_config() {
         let _rng = crate::test_rng_lock();
-        let dir = std::env::temp_dir().join(format!("ganlab-reuse-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let tmp = |n: &str| {
+            let d = std::env::temp_dir().join(format!("ganlab-{n}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&d);
+            d
+        };
+        let (dir, straight) = (tmp("reuse"), tmp("reuse-straight"));
         let mut cfg = crate::train::tests::tiny_config(3);
-        let first = train_or_resume(&cfg, &dir, None).unwrap();
+        train_or_resume(&cfg, &dir, None).unwrap();
         cfg.run.steps = 5;
+        let longer = train_or_resume(&cfg, &dir, None).unwrap();
         let again = train_or_resume(&cfg, &dir, None).unwrap();
         assert_eq!(
-            (again["steps"].as_u64(), &again["train_seconds"]),
-            (Some(3), &first["train_seconds"])
+            (longer["steps"].as_u64(), &longer["train_seconds"]),
+            (Some(5), &again["train_seconds"])
         );
+        // The extended run's last logged losses equal a 5-step run's (wall time aside).
+        train_or_resume(&cfg, &straight, None).unwrap();
+        let last = |d: &Path| {
+            let rows = crate::train::log::truncate_log(&d.join("metrics.jsonl"), 5).unwrap();
+            let mut r = rows.last().unwrap().clone();
+            r.scalars.0.retain(|(k, _)| k != "wall_s");
+            (r.step, r.scalars.0)
+        };
+        assert_eq!(last(&dir), last(&straight));
+        cfg.run.steps = 4;
+        let err = train_or_resume(&cfg, &dir, None).unwrap_err().to_string();
+        assert!(err.contains("finished at step 5"), "{err}");
+        cfg.run.steps = 5;
         cfg.run.seed += 1;
         let err = train_or_resume(&cfg, &dir, None).unwrap_err().to_string();
         assert!(
@@ -144,5 +177,6 @@ mod tests {
             "{err}"
         );
         let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&straight);
     }
 }

@@ -127,9 +127,21 @@ impl Trainer {
             cfg.run.steps = s;
             cfg.validate()?;
         }
-        let mut task = crate::tasks::build(&cfg, Mode::Train)?;
         let ckpt = dir.join("checkpoints");
         let (state, tensors) = checkpoint::load(&ckpt)?;
+        if state.step > cfg.run.steps {
+            return Err(GanError::config(
+                "--steps",
+                format!(
+                    "is {}, but the run in {} is already at step {}; give at least {}",
+                    cfg.run.steps,
+                    dir.display(),
+                    state.step,
+                    state.step
+                ),
+            ));
+        }
+        let mut task = crate::tasks::build(&cfg, Mode::Train)?;
         let groups = task.groups_mut();
         groups.load_weights(&tensors, &ckpt)?;
         groups.load_optimizers(&tensors, &state.optim_steps, &ckpt)?;

@@ -102,6 +102,27 @@ fn resume_equals_uninterrupted() {
     }
 }
 
+/// Resuming with a budget below the step a run has reached is a config error naming
+/// `--steps`, and leaves config.toml as it was (issue 18, item 10).
+#[test]
+fn resume_refuses_a_budget_below_the_run() {
+    let _rng = crate::test_rng_lock();
+    let d = tmp("shorter");
+    Trainer::new(tiny_config(4), &d)
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    let before = std::fs::read(d.join("config.toml")).unwrap();
+    let err = Trainer::resume(&d, Some(2), None).unwrap_err();
+    assert!(
+        matches!(&err, GanError::Config { field, .. } if field == "--steps"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("already at step 4"), "{err}");
+    assert_eq!(std::fs::read(d.join("config.toml")).unwrap(), before);
+    std::fs::remove_dir_all(d).unwrap();
+}
+
 #[derive(Debug)]
 struct NanAfter {
     inner: Toy2d,

@@ -233,14 +233,6 @@ impl Task for ClassifierTask {
             .with("train_acc", acc.double_value(&[])))
     }
 
-    fn state(&self) -> Result<serde_json::Value> {
-        Ok(serde_json::json!({}))
-    }
-
-    fn restore(&mut self, _state: serde_json::Value) -> Result<()> {
-        Ok(())
-    }
-
     fn visuals(&self) -> Result<Option<Tensor>> {
         Ok(None)
     }

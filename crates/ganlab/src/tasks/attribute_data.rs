@@ -6,9 +6,11 @@
 //! An *edit* is a function (x, y_s, y_t, x_r) → images: x [n, 3, s, s] with labels y_s edited
 //! to y_t, reference-based when references x_r are given (label-based otherwise).
 
+use std::path::Path;
+
 use tch::{Device, Kind, Tensor};
 
-use super::{Mode, Scalars};
+use super::{AttributeEditor, Curve, Mode, Outputs, Scalars, Section, Task};
 use crate::data::attributes::{flip_attribute, AttributeDataConfig, AttributeSet};
 use crate::error::{GanError, Result};
 use crate::train::step_seed;
@@ -319,4 +321,206 @@ pub fn check_edit(x: &Tensor, y_s: &Tensor, y_t: &Tensor, s: i64, k: usize) -> R
         }
     }
     Ok(())
+}
+
+/// What an attribute-editing task provides; the [`Task`] methods and the
+/// [`AttributeEditor`](super::AttributeEditor) they share are written once on it (the
+/// functions below and the blanket implementation).
+pub trait AttributeModel: Task {
+    /// The task's data.
+    fn data(&self) -> &AttributeData;
+    /// The device its networks live on.
+    fn device(&self) -> Device;
+    /// True when the model takes reference images.
+    fn has_reference(&self) -> bool;
+    /// The edit of validated tensors on the device, no gradient: G(x, y_s → y_t) with the
+    /// EMA weights where kept; α = 1 label-based, α = 0 reference-based (`x_r` given), in
+    /// between the mix ([`super::AttributeEditor::edit`]). A model without references
+    /// ignores `x_r` and α.
+    fn generate(
+        &self,
+        x: &Tensor,
+        y_s: &Tensor,
+        y_t: &Tensor,
+        x_r: Option<&Tensor>,
+        alpha: f64,
+    ) -> Tensor;
+    /// The model's own attribute logits [n, k] of images on the device (no gradient).
+    fn logits(&self, x: &Tensor) -> Tensor;
+    /// Test images scored at each evaluation.
+    fn eval_samples(&self) -> i64;
+}
+
+/// `m`'s edit as an [`EditFn`]: reference-based when references are given, else
+/// label-based.
+fn edit_of<M: AttributeModel + ?Sized>(
+    m: &M,
+) -> impl Fn(&Tensor, &Tensor, &Tensor, Option<&Tensor>) -> Tensor + '_ {
+    |x: &Tensor, a: &Tensor, b: &Tensor, r: Option<&Tensor>| {
+        m.generate(x, a, b, r, if r.is_some() { 0.0 } else { 1.0 })
+    }
+}
+
+/// Accuracy of the model's own classifier on real test images and on its edits
+/// ([`AttributeData::accuracy`], prefix `c_acc`; reference-based too where it takes
+/// references).
+pub fn c_accuracy<M: AttributeModel + ?Sized>(m: &M, limit: i64) -> Result<Scalars> {
+    let classify = |x: &Tensor| m.logits(x);
+    m.data()
+        .accuracy(limit, "c_acc", &classify, &edit_of(m), m.has_reference())
+}
+
+/// [`Task::visuals`]: the label grid of the probes (Fig. 9, with a reference row where the
+/// model takes references).
+pub fn visuals<M: AttributeModel + ?Sized>(m: &M) -> Result<Option<Tensor>> {
+    let Some((x, y)) = m.data().probes() else {
+        return Ok(None);
+    };
+    Ok(Some(m.data().label_grid(
+        &x,
+        &y,
+        &edit_of(m),
+        m.has_reference(),
+    )?))
+}
+
+/// [`Task::evaluate`]: the mean accuracies of [`c_accuracy`] (not per attribute).
+pub fn evaluate<M: AttributeModel + ?Sized>(m: &M) -> Result<Scalars> {
+    let mut s = c_accuracy(m, m.eval_samples())?;
+    s.0.retain(|(k, _)| matches!(k.as_str(), "c_acc_real" | "c_acc_label" | "c_acc_ref"));
+    Ok(s)
+}
+
+/// [`Task::finish`]: label_based.png (Fig. 9) and, where the model takes references,
+/// reference_based.png (Fig. 6), each with a report section; [`c_accuracy`] in the summary.
+pub fn finish<M: AttributeModel + ?Sized>(m: &M, dir: &Path) -> Result<Outputs> {
+    let mut out = Outputs::default();
+    let Some((x, y)) = m.data().probes() else {
+        return Ok(out);
+    };
+    let edit = edit_of(m);
+    let names = m.data().config().attributes.join(", ");
+    let mut files = vec![(
+        "label_based.png",
+        m.data().label_grid(&x, &y, &edit, m.has_reference())?,
+        if m.has_reference() {
+            format!(
+                "label-based: sources, then one row per attribute flipped ({names}), then \
+                 reference-based with the next source as reference"
+            )
+        } else {
+            format!("sources, then one row per attribute flipped ({names})")
+        },
+    )];
+    if m.has_reference() {
+        files.push((
+            "reference_based.png",
+            m.data().reference_grid(&x, &y, &edit)?,
+            "reference-based: sources in the first row, references in the first column".into(),
+        ));
+    }
+    for (file, grid, caption) in files {
+        crate::data::write_png(&dir.join(file), &grid)?;
+        out.sections.push(Section {
+            html: format!("<img src=\"{file}\" alt=\"{caption}\">"),
+            heading: caption,
+        });
+    }
+    for (k, v) in c_accuracy(m, m.eval_samples())?.0 {
+        out.summary.insert(k, v.into());
+    }
+    Ok(out)
+}
+
+/// [`Task::status`] of a WGAN-GP attribute task.
+pub fn status(s: &Scalars) -> String {
+    let v = |k| s.get(k).unwrap_or(f64::NAN);
+    format!(
+        "wd={:.3} gp={:.3} loss_g={:.3} rec={:.3}",
+        v("wd"),
+        v("gp"),
+        v("loss_g"),
+        v("loss_rec")
+    )
+}
+
+/// [`Task::curves`] of a WGAN-GP attribute task: the critic's terms, and G's weighted
+/// terms `g_terms`.
+pub fn curves(g_terms: Vec<&'static str>) -> Vec<Curve> {
+    vec![
+        Curve {
+            title: "WGAN-GP critic",
+            ylabel: "value",
+            series: vec!["wd", "gp", "loss_d_cls"],
+        },
+        Curve {
+            title: "G's weighted terms",
+            ylabel: "weighted loss",
+            series: g_terms,
+        },
+    ]
+}
+
+impl<M: AttributeModel> AttributeEditor for M {
+    fn attributes(&self) -> &[String] {
+        &self.data().config().attributes
+    }
+
+    fn mates(&self) -> Vec<Vec<usize>> {
+        self.data().config().mates()
+    }
+
+    fn image_size(&self) -> i64 {
+        self.data().config().image_size
+    }
+
+    fn classify(&self, x: &Tensor) -> Result<Tensor> {
+        check_images(x, self.image_size(), "input")?;
+        Ok(self
+            .logits(&x.to_device(self.device()))
+            .gt(0.0)
+            .to_kind(Kind::Float))
+    }
+
+    fn has_reference(&self) -> bool {
+        AttributeModel::has_reference(self)
+    }
+
+    fn edit(
+        &self,
+        x: &Tensor,
+        y_s: &Tensor,
+        y_t: &Tensor,
+        x_r: Option<&Tensor>,
+        alpha: f64,
+    ) -> Result<Tensor> {
+        check_edit(x, y_s, y_t, self.image_size(), self.attributes().len())?;
+        if !AttributeModel::has_reference(self) && (x_r.is_some() || alpha != 1.0) {
+            return Err(GanError::Input(format!(
+                "{} takes no reference images",
+                self.kind()
+            )));
+        }
+        if !(0.0..=1.0).contains(&alpha) {
+            return Err(GanError::Input(format!(
+                "alpha must be in [0, 1], got {alpha}"
+            )));
+        }
+        let n = x.size()[0];
+        if alpha < 1.0 {
+            let r = x_r.ok_or_else(|| {
+                GanError::Input("reference-based synthesis (alpha < 1) needs references".into())
+            })?;
+            check_images(r, self.image_size(), "reference")?;
+            if r.size()[0] != n {
+                return Err(GanError::Input(format!(
+                    "{n} inputs but {} references",
+                    r.size()[0]
+                )));
+            }
+        }
+        let dev = |t: &Tensor| t.to_device(self.device());
+        let r = x_r.map(dev);
+        Ok(self.generate(&dev(x), &dev(y_s), &dev(y_t), r.as_ref(), alpha))
+    }
 }

@@ -40,8 +40,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
-use super::attribute_data::{check_edit, check_images, AttributeData};
-use super::{Curve, Mode, Outputs, Scalars, Section, StepContext, Task};
+use super::attribute_data::{self, AttributeData, AttributeModel};
+use super::{Curve, Mode, Outputs, Scalars, StepContext, Task};
 use crate::data::attributes::AttributeDataConfig;
 use crate::error::{GanError, Result};
 use crate::models::bridgegan::{
@@ -219,7 +219,6 @@ pub struct BridgeGan {
     device: Device,
     groups: Groups,
     nets: BridgeNets,
-    names: Vec<String>,
     data: AttributeData,
     /// The code's per-image R (`noise_table`), [n_train, noise_dim].
     table: Option<Tensor>,
@@ -251,7 +250,6 @@ impl BridgeGan {
             device,
             groups,
             nets,
-            names: c.data.attributes.clone(),
             data,
             table,
         })
@@ -439,30 +437,6 @@ impl BridgeGan {
             n.g.forward(x, &(e_s + s))
         })
     }
-
-    /// C's attribute logits of `x` (no gradient).
-    fn classify(&self, x: &Tensor) -> Tensor {
-        let _guard = tch::no_grad_guard();
-        self.nets.dc.forward(x).1
-    }
-
-    /// The edit of [`super::attribute_data`]: reference-based with references, else
-    /// label-based.
-    fn edit_fn(&self, x: &Tensor, y_s: &Tensor, y_t: &Tensor, x_r: Option<&Tensor>) -> Tensor {
-        match x_r {
-            Some(r) => self.reference_based(x, y_s, y_t, r),
-            None => self.label_based(x, y_s, y_t),
-        }
-    }
-
-    /// Accuracy of the model's own classifier C on real test images and on edits
-    /// ([`AttributeData::accuracy`], prefix `c_acc`).
-    fn c_accuracy(&self, limit: i64) -> Result<Scalars> {
-        let classify = |x: &Tensor| self.classify(x);
-        let edit =
-            |x: &Tensor, a: &Tensor, b: &Tensor, r: Option<&Tensor>| self.edit_fn(x, a, b, r);
-        self.data.accuracy(limit, "c_acc", &classify, &edit, true)
-    }
 }
 
 impl Task for BridgeGan {
@@ -485,14 +459,6 @@ impl Task for BridgeGan {
         }
         s.extend(self.g_step()?);
         Ok(s)
-    }
-
-    fn state(&self) -> Result<serde_json::Value> {
-        Ok(serde_json::json!({}))
-    }
-
-    fn restore(&mut self, _state: serde_json::Value) -> Result<()> {
-        Ok(())
     }
 
     fn state_tensors(&self) -> Vec<(String, Tensor)> {
@@ -523,52 +489,27 @@ impl Task for BridgeGan {
     }
 
     fn visuals(&self) -> Result<Option<Tensor>> {
-        let edit =
-            |x: &Tensor, a: &Tensor, b: &Tensor, r: Option<&Tensor>| self.edit_fn(x, a, b, r);
-        match self.data.probes() {
-            Some((x, y)) => Ok(Some(self.data.label_grid(&x, &y, &edit, true)?)),
-            None => Ok(None),
-        }
+        attribute_data::visuals(self)
     }
 
     fn evaluate(&mut self) -> Result<Scalars> {
-        let mut s = self.c_accuracy(self.cfg.run.eval_samples)?;
-        s.0.retain(|(k, _)| matches!(k.as_str(), "c_acc_real" | "c_acc_label" | "c_acc_ref"));
-        Ok(s)
+        attribute_data::evaluate(self)
     }
 
     fn status(&self, s: &Scalars) -> String {
-        let v = |k| s.get(k).unwrap_or(f64::NAN);
-        format!(
-            "wd={:.3} gp={:.3} loss_g={:.3} rec={:.3}",
-            v("wd"),
-            v("gp"),
-            v("loss_g"),
-            v("loss_rec")
-        )
+        attribute_data::status(s)
     }
 
     fn curves(&self) -> Vec<Curve> {
-        vec![
-            Curve {
-                title: "WGAN-GP critic",
-                ylabel: "value",
-                series: vec!["wd", "gp", "loss_d_cls"],
-            },
-            Curve {
-                title: "G's weighted terms",
-                ylabel: "weighted loss",
-                series: vec![
-                    "loss_g_adv",
-                    "loss_g_cls",
-                    "loss_rec",
-                    "loss_cyc",
-                    "loss_ak",
-                    "loss_sty",
-                    "loss_ms",
-                ],
-            },
-        ]
+        attribute_data::curves(vec![
+            "loss_g_adv",
+            "loss_g_cls",
+            "loss_rec",
+            "loss_cyc",
+            "loss_ak",
+            "loss_sty",
+            "loss_ms",
+        ])
     }
 
     fn editor(&self) -> Option<&dyn super::AttributeEditor> {
@@ -576,96 +517,40 @@ impl Task for BridgeGan {
     }
 
     fn finish(&self, dir: &Path) -> Result<Outputs> {
-        let mut out = Outputs::default();
-        let Some((x, y)) = self.data.probes() else {
-            return Ok(out);
-        };
-        let edit =
-            |x: &Tensor, a: &Tensor, b: &Tensor, r: Option<&Tensor>| self.edit_fn(x, a, b, r);
-        let files = [
-            (
-                "label_based.png",
-                self.data.label_grid(&x, &y, &edit, true)?,
-                format!(
-                    "label-based: sources, then one row per attribute flipped ({}), then \
-                     reference-based with the next source as reference",
-                    self.names.join(", ")
-                ),
-            ),
-            (
-                "reference_based.png",
-                self.data.reference_grid(&x, &y, &edit)?,
-                "reference-based: sources in the first row, references in the first column"
-                    .to_string(),
-            ),
-        ];
-        for (file, grid, caption) in files {
-            crate::data::write_png(&dir.join(file), &grid)?;
-            out.sections.push(Section {
-                heading: caption.clone(),
-                html: format!("<img src=\"{file}\" alt=\"{caption}\">"),
-            });
-        }
-        for (k, v) in self.c_accuracy(self.cfg.run.eval_samples)?.0 {
-            out.summary.insert(k, v.into());
-        }
-        Ok(out)
+        attribute_data::finish(self, dir)
     }
 }
 
-impl super::AttributeEditor for BridgeGan {
-    fn attributes(&self) -> &[String] {
-        &self.names
+impl AttributeModel for BridgeGan {
+    fn data(&self) -> &AttributeData {
+        &self.data
     }
 
-    fn mates(&self) -> Vec<Vec<usize>> {
-        self.cfg.bridgegan.data.mates()
-    }
-
-    fn image_size(&self) -> i64 {
-        self.cfg.bridgegan.data.image_size
-    }
-
-    fn classify(&self, x: &Tensor) -> Result<Tensor> {
-        check_images(x, self.image_size(), "input")?;
-        Ok(BridgeGan::classify(self, &x.to_device(self.device))
-            .gt(0.0)
-            .to_kind(Kind::Float))
+    fn device(&self) -> Device {
+        self.device
     }
 
     fn has_reference(&self) -> bool {
         true
     }
 
-    fn edit(
+    fn generate(
         &self,
         x: &Tensor,
         y_s: &Tensor,
         y_t: &Tensor,
         x_r: Option<&Tensor>,
         alpha: f64,
-    ) -> Result<Tensor> {
-        check_edit(x, y_s, y_t, self.image_size(), self.names.len())?;
-        let n = x.size()[0];
-        if !(0.0..=1.0).contains(&alpha) {
-            return Err(GanError::Input(format!(
-                "alpha must be in [0, 1], got {alpha}"
-            )));
-        }
-        if alpha < 1.0 {
-            let r = x_r.ok_or_else(|| {
-                GanError::Input("reference-based synthesis (alpha < 1) needs references".into())
-            })?;
-            check_images(r, self.image_size(), "reference")?;
-            if r.size()[0] != n {
-                return Err(GanError::Input(format!(
-                    "{n} inputs but {} references",
-                    r.size()[0]
-                )));
-            }
-        }
-        let dev = |t: &Tensor| t.to_device(self.device);
-        let r = x_r.map(dev);
-        Ok(self.synth(&dev(x), &dev(y_s), &dev(y_t), r.as_ref(), alpha))
+    ) -> Tensor {
+        self.synth(x, y_s, y_t, x_r, alpha)
+    }
+
+    fn logits(&self, x: &Tensor) -> Tensor {
+        let _guard = tch::no_grad_guard();
+        self.nets.dc.forward(x).1
+    }
+
+    fn eval_samples(&self) -> i64 {
+        self.cfg.run.eval_samples
     }
 }

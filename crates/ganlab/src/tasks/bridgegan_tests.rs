@@ -269,6 +269,36 @@ pub(crate) fn tiny(data: &AttributeDataConfig, steps: u64) -> TrainConfig {
     cfg
 }
 
+/// Trains `cfg` into `a`, and into `b` for 3 steps then resumed to the budget; asserts the
+/// weights are bit-identical and that the first logged loss_g is the sum of `parts`
+/// (relative tolerance 1e-5: f32 sums). Returns the full run, its summary and the resumed
+/// run.
+fn full_and_resumed(
+    cfg: &TrainConfig,
+    a: &Path,
+    b: &Path,
+    parts: &[&str],
+) -> (Trainer, serde_json::Value, Trainer) {
+    let mut full = Trainer::new(cfg.clone(), a).unwrap();
+    let s = full.run(&mut Silent).unwrap();
+    let row = &full.rows()[0];
+    let sum: f64 = parts.iter().map(|k| row.get(k)).sum();
+    let total = row.get("loss_g");
+    assert!(
+        (sum - total).abs() < 1e-5 * total.abs().max(1.0),
+        "{sum} vs {total}"
+    );
+    let mut half = cfg.clone();
+    half.run.steps = 3;
+    Trainer::new(half, b).unwrap().run(&mut Silent).unwrap();
+    let mut r = Trainer::resume(b, Some(cfg.run.steps), None).unwrap();
+    r.run(&mut Silent).unwrap();
+    for ((k, x), (_, y)) in full.weights().iter().zip(r.weights()) {
+        assert!(x.equal(&y), "{k} differs after resume");
+    }
+    (full, s, r)
+}
+
 /// End to end on a tiny set: L_G equals the sum of its logged terms; the run directory
 /// holds both grids (Fig. 9 and Fig. 6 layouts, sizes checked) and C's accuracies; a
 /// resume from step 3 is bit-identical to the uninterrupted run, with and without the code's
@@ -287,23 +317,19 @@ fn trains_resumes_bit_identically_and_synthesises() {
         );
         let mut cfg = tiny(&data, 6);
         cfg.bridgegan.noise_table = table;
-        let mut full = Trainer::new(cfg.clone(), &a).unwrap();
-        let s = full.run(&mut Silent).unwrap();
-        let row = &full.rows()[0];
-        let parts = [
-            "loss_g_adv",
-            "loss_g_cls",
-            "loss_rec",
-            "loss_cyc",
-            "loss_ak",
-            "loss_sty",
-            "loss_ms",
-        ];
-        let sum: f64 = parts.iter().map(|k| row.get(k)).sum();
-        let total = row.get("loss_g");
-        assert!(
-            (sum - total).abs() < 1e-5 * total.abs().max(1.0),
-            "{sum} vs {total}"
+        let (full, s, r) = full_and_resumed(
+            &cfg,
+            &a,
+            &b,
+            &[
+                "loss_g_adv",
+                "loss_g_cls",
+                "loss_rec",
+                "loss_cyc",
+                "loss_ak",
+                "loss_sty",
+                "loss_ms",
+            ],
         );
         for k in ["c_acc_real", "c_acc_label", "c_acc_ref", "c_acc_label_A"] {
             assert!(
@@ -317,14 +343,6 @@ fn trains_resumes_bit_identically_and_synthesises() {
         assert_eq!(g.size(), [3, 5 * 34 + 2, 3 * 34 + 2]);
         let g = crate::data::folder::load_image(&a.join("reference_based.png")).unwrap();
         assert_eq!(g.size(), [3, 4 * 34 + 2, 4 * 34 + 2]);
-        let mut half = cfg.clone();
-        half.run.steps = 3;
-        Trainer::new(half, &b).unwrap().run(&mut Silent).unwrap();
-        let mut r = Trainer::resume(&b, Some(6), None).unwrap();
-        r.run(&mut Silent).unwrap();
-        for ((k, x), (_, y)) in full.weights().iter().zip(r.weights()) {
-            assert!(x.equal(&y), "table {table}: {k} differs after resume");
-        }
         let t1 = full.task().state_tensors();
         let t2 = r.task().state_tensors();
         assert_eq!(t1.len(), table as usize);
@@ -374,25 +392,10 @@ fn stargan_trains_and_resumes_bit_identically() {
     };
     cfg.validate().unwrap();
     let (a, b) = (tmp("star-full"), tmp("star-half"));
-    let mut full = Trainer::new(cfg.clone(), &a).unwrap();
-    let s = full.run(&mut Silent).unwrap();
-    let row = &full.rows()[0];
-    let sum: f64 = ["loss_g_adv", "loss_g_cls", "loss_rec"]
-        .iter()
-        .map(|k| row.get(k))
-        .sum();
-    assert!((sum - row.get("loss_g")).abs() < 1e-5 * sum.abs().max(1.0));
+    let (full, s, _) = full_and_resumed(&cfg, &a, &b, &["loss_g_adv", "loss_g_cls", "loss_rec"]);
     assert!(s["c_acc_label"].as_f64().is_some() && s.get("c_acc_ref").is_none());
     let g = crate::data::folder::load_image(&a.join("label_based.png")).unwrap();
     assert_eq!(g.size(), [3, 4 * 34 + 2, 3 * 34 + 2]);
-    let mut half = cfg.clone();
-    half.run.steps = 3;
-    Trainer::new(half, &b).unwrap().run(&mut Silent).unwrap();
-    let mut r = Trainer::resume(&b, Some(6), None).unwrap();
-    r.run(&mut Silent).unwrap();
-    for ((k, x), (_, y)) in full.weights().iter().zip(r.weights()) {
-        assert!(x.equal(&y), "{k} differs after resume");
-    }
     let ed = full.task().editor().unwrap();
     let x = Tensor::zeros([1, 3, 32, 32], (Kind::Float, Device::Cpu));
     let y = Tensor::zeros([1, 3], (Kind::Float, Device::Cpu));

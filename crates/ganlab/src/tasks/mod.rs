@@ -105,10 +105,21 @@ pub trait Task: std::fmt::Debug {
     fn end_step(&mut self) -> Scalars {
         Scalars::new()
     }
-    /// The resumable state (saved in state.json).
-    fn state(&self) -> Result<serde_json::Value>;
-    /// Restores [`Task::state`], validating every field.
-    fn restore(&mut self, state: serde_json::Value) -> Result<()>;
+    /// The resumable state (saved in state.json); none (`{}`) unless the task keeps some.
+    fn state(&self) -> Result<serde_json::Value> {
+        Ok(serde_json::json!({}))
+    }
+    /// Restores [`Task::state`], validating every field; a task without state accepts only
+    /// `{}`.
+    fn restore(&mut self, state: serde_json::Value) -> Result<()> {
+        if state != serde_json::json!({}) {
+            return Err(GanError::Input(format!(
+                "checkpoint: a {} run keeps no task state, found {state}",
+                self.kind()
+            )));
+        }
+        Ok(())
+    }
     /// Resumable state that is tensors (e.g. image pools), saved in the checkpoint's
     /// safetensors file as `task.<name>`.
     fn state_tensors(&self) -> Vec<(String, Tensor)> {

@@ -18,8 +18,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
-use super::attribute_data::AttributeData;
-use super::{Curve, Mode, Outputs, Scalars, Section, StepContext, Task};
+use super::attribute_data::{self, AttributeData, AttributeModel};
+use super::{Curve, Mode, Outputs, Scalars, StepContext, Task};
 use crate::data::attributes::AttributeDataConfig;
 use crate::error::{GanError, Result};
 use crate::models::stargan::{StarDiscriminator, StarGanModelConfig, StarGenerator};
@@ -134,7 +134,6 @@ pub struct StarGan {
     groups: Groups,
     g: StarGenerator,
     d: StarDiscriminator,
-    names: Vec<String>,
     data: AttributeData,
 }
 
@@ -158,7 +157,6 @@ impl StarGan {
             groups,
             g,
             d,
-            names: c.data.attributes.clone(),
             data: AttributeData::new(&c.data, c.probes, cfg.run.seed, mode, device)?,
         })
     }
@@ -222,30 +220,6 @@ impl StarGan {
         }
         Ok(s)
     }
-
-    /// G(x, y_t) with the EMA weights where kept (no gradient); StarGAN takes no reference.
-    pub fn edit_fn(
-        &self,
-        x: &Tensor,
-        _y_s: &Tensor,
-        y_t: &Tensor,
-        _x_r: Option<&Tensor>,
-    ) -> Tensor {
-        let _guard = tch::no_grad_guard();
-        self.groups.get("g").with_ema(|| self.g.forward(x, y_t))
-    }
-
-    fn logits(&self, x: &Tensor) -> Tensor {
-        let _guard = tch::no_grad_guard();
-        self.d.forward(x).1
-    }
-
-    fn c_accuracy(&self, limit: i64) -> Result<Scalars> {
-        let classify = |x: &Tensor| self.logits(x);
-        let edit =
-            |x: &Tensor, a: &Tensor, b: &Tensor, r: Option<&Tensor>| self.edit_fn(x, a, b, r);
-        self.data.accuracy(limit, "c_acc", &classify, &edit, false)
-    }
 }
 
 impl Task for StarGan {
@@ -270,53 +244,20 @@ impl Task for StarGan {
         Ok(s)
     }
 
-    fn state(&self) -> Result<serde_json::Value> {
-        Ok(serde_json::json!({}))
-    }
-
-    fn restore(&mut self, _state: serde_json::Value) -> Result<()> {
-        Ok(())
-    }
-
     fn visuals(&self) -> Result<Option<Tensor>> {
-        let edit =
-            |x: &Tensor, a: &Tensor, b: &Tensor, r: Option<&Tensor>| self.edit_fn(x, a, b, r);
-        match self.data.probes() {
-            Some((x, y)) => Ok(Some(self.data.label_grid(&x, &y, &edit, false)?)),
-            None => Ok(None),
-        }
+        attribute_data::visuals(self)
     }
 
     fn evaluate(&mut self) -> Result<Scalars> {
-        let mut s = self.c_accuracy(self.cfg.run.eval_samples)?;
-        s.0.retain(|(k, _)| matches!(k.as_str(), "c_acc_real" | "c_acc_label"));
-        Ok(s)
+        attribute_data::evaluate(self)
     }
 
     fn status(&self, s: &Scalars) -> String {
-        let v = |k| s.get(k).unwrap_or(f64::NAN);
-        format!(
-            "wd={:.3} gp={:.3} loss_g={:.3} rec={:.3}",
-            v("wd"),
-            v("gp"),
-            v("loss_g"),
-            v("loss_rec")
-        )
+        attribute_data::status(s)
     }
 
     fn curves(&self) -> Vec<Curve> {
-        vec![
-            Curve {
-                title: "WGAN-GP critic",
-                ylabel: "value",
-                series: vec!["wd", "gp", "loss_d_cls"],
-            },
-            Curve {
-                title: "G's weighted terms",
-                ylabel: "weighted loss",
-                series: vec!["loss_g_adv", "loss_g_cls", "loss_rec"],
-            },
-        ]
+        attribute_data::curves(vec!["loss_g_adv", "loss_g_cls", "loss_rec"])
     }
 
     fn editor(&self) -> Option<&dyn super::AttributeEditor> {
@@ -324,70 +265,35 @@ impl Task for StarGan {
     }
 
     fn finish(&self, dir: &Path) -> Result<Outputs> {
-        let mut out = Outputs::default();
-        let Some((x, y)) = self.data.probes() else {
-            return Ok(out);
-        };
-        let edit =
-            |x: &Tensor, a: &Tensor, b: &Tensor, r: Option<&Tensor>| self.edit_fn(x, a, b, r);
-        let file = "label_based.png";
-        crate::data::write_png(
-            &dir.join(file),
-            &self.data.label_grid(&x, &y, &edit, false)?,
-        )?;
-        let caption = format!(
-            "sources, then one row per attribute flipped ({})",
-            self.names.join(", ")
-        );
-        out.sections.push(Section {
-            heading: caption.clone(),
-            html: format!("<img src=\"{file}\" alt=\"{caption}\">"),
-        });
-        for (k, v) in self.c_accuracy(self.cfg.run.eval_samples)?.0 {
-            out.summary.insert(k, v.into());
-        }
-        Ok(out)
+        attribute_data::finish(self, dir)
     }
 }
 
-impl super::AttributeEditor for StarGan {
-    fn attributes(&self) -> &[String] {
-        &self.names
+impl AttributeModel for StarGan {
+    fn data(&self) -> &AttributeData {
+        &self.data
     }
 
-    fn mates(&self) -> Vec<Vec<usize>> {
-        self.cfg.stargan.data.mates()
-    }
-
-    fn image_size(&self) -> i64 {
-        self.cfg.stargan.data.image_size
-    }
-
-    fn classify(&self, x: &Tensor) -> Result<Tensor> {
-        super::attribute_data::check_images(x, self.image_size(), "input")?;
-        Ok(self
-            .logits(&x.to_device(self.device))
-            .gt(0.0)
-            .to_kind(Kind::Float))
+    fn device(&self) -> Device {
+        self.device
     }
 
     fn has_reference(&self) -> bool {
         false
     }
 
-    fn edit(
-        &self,
-        x: &Tensor,
-        y_s: &Tensor,
-        y_t: &Tensor,
-        x_r: Option<&Tensor>,
-        alpha: f64,
-    ) -> Result<Tensor> {
-        if x_r.is_some() || alpha < 1.0 {
-            return Err(GanError::Input("StarGAN takes no reference images".into()));
-        }
-        super::attribute_data::check_edit(x, y_s, y_t, self.image_size(), self.names.len())?;
-        let dev = |t: &Tensor| t.to_device(self.device);
-        Ok(self.edit_fn(&dev(x), &dev(y_s), &dev(y_t), None))
+    /// G(x, y_t) with the EMA weights where kept; StarGAN takes no reference.
+    fn generate(&self, x: &Tensor, _: &Tensor, y_t: &Tensor, _: Option<&Tensor>, _: f64) -> Tensor {
+        let _guard = tch::no_grad_guard();
+        self.groups.get("g").with_ema(|| self.g.forward(x, y_t))
+    }
+
+    fn logits(&self, x: &Tensor) -> Tensor {
+        let _guard = tch::no_grad_guard();
+        self.d.forward(x).1
+    }
+
+    fn eval_samples(&self) -> i64 {
+        self.cfg.run.eval_samples
     }
 }

@@ -6,6 +6,8 @@
 //! otherwise three (grey images are repeated to RGB). With `size = Some(s)` each image is
 //! resized so its shorter side is s (bilinear, antialiased when shrinking) and centre-cropped
 //! to s × s; without it all images must share one size. Values are scaled to [-1, 1].
+//! An image beyond [`MAX_SIDE`] pixels a side or [`MAX_PIXELS`] pixels is refused from its
+//! header, before decoding.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -36,10 +38,46 @@ fn over_white(v: u8, a: u8) -> u8 {
     ((v * a + 255 * (255 - a) + 127) / 255) as u8
 }
 
+/// The largest side of an image ganlab decodes, in pixels.
+pub const MAX_SIDE: u64 = 8192;
+/// The most pixels of an image ganlab decodes (2^25, 32 Mpx: 96 MiB as 8-bit RGB).
+pub const MAX_PIXELS: u64 = 1 << 25;
+
+/// Refuses an image whose header gives a side beyond [`MAX_SIDE`], more than
+/// [`MAX_PIXELS`], or no pixels — checked before decoding allocates anything.
+fn check_dims(path: &Path, w: u64, h: u64) -> Result<()> {
+    if w == 0 || h == 0 || w > MAX_SIDE || h > MAX_SIDE || w * h > MAX_PIXELS {
+        return Err(bad(
+            path,
+            format!(
+                "{w} × {h} pixels; ganlab reads images of 1 to {MAX_SIDE} pixels a side and \
+                 at most {MAX_PIXELS} pixels"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Decodes a .png, .jpg or .jpeg file (by its extension).
+fn decode(path: &Path) -> Result<Decoded> {
+    let ext = path
+        .extension()
+        .and_then(|x| x.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "png" => decode_png(path),
+        "jpg" | "jpeg" => decode_jpeg(path),
+        _ => Err(bad(path, "not a .png, .jpg or .jpeg file")),
+    }
+}
+
 fn decode_png(path: &Path) -> Result<Decoded> {
     let mut dec = png::Decoder::new(BufReader::new(File::open(path).at(path)?));
     dec.set_transformations(png::Transformations::normalize_to_color8());
     let mut reader = dec.read_info().map_err(|e| bad(path, e))?;
+    let (w, h) = reader.info().size();
+    check_dims(path, w as u64, h as u64)?;
     let mut buf = vec![0; reader.output_buffer_size()];
     let info = reader.next_frame(&mut buf).map_err(|e| bad(path, e))?;
     buf.truncate(info.buffer_size());
@@ -68,6 +106,9 @@ fn decode_png(path: &Path) -> Result<Decoded> {
 
 fn decode_jpeg(path: &Path) -> Result<Decoded> {
     let mut dec = jpeg_decoder::Decoder::new(BufReader::new(File::open(path).at(path)?));
+    dec.read_info().map_err(|e| bad(path, e))?;
+    let head = dec.info().ok_or_else(|| bad(path, "no JPEG header"))?;
+    check_dims(path, head.width as u64, head.height as u64)?;
     let pixels = dec.decode().map_err(|e| bad(path, e))?;
     let info = dec.info().ok_or_else(|| bad(path, "no JPEG header"))?;
     let channels = match info.pixel_format {
@@ -131,16 +172,7 @@ pub fn resize_crop(x: &Tensor, s: i64) -> Tensor {
 /// One PNG or JPEG file as [C, H, W] in [−1, 1] (C = 1 grey or 3 RGB, transparency
 /// composited on white).
 pub fn load_image(path: &Path) -> Result<Tensor> {
-    let ext = path
-        .extension()
-        .and_then(|x| x.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let d = match ext.as_str() {
-        "png" => decode_png(path)?,
-        "jpg" | "jpeg" => decode_jpeg(path)?,
-        _ => return Err(bad(path, "not a .png, .jpg or .jpeg file")),
-    };
+    let d = decode(path)?;
     let x = Tensor::from_slice(&d.pixels)
         .view([d.height as i64, d.width as i64, d.channels as i64])
         .permute([2, 0, 1])
@@ -163,16 +195,7 @@ pub fn load_image_folder(dir: &Path, size: Option<i64>) -> Result<ImageSet> {
     let decoded: Vec<(PathBuf, Decoded)> = files
         .into_iter()
         .map(|p| {
-            let ext = p
-                .extension()
-                .and_then(|x| x.to_str())
-                .unwrap_or("")
-                .to_ascii_lowercase();
-            let d = if ext == "png" {
-                decode_png(&p)?
-            } else {
-                decode_jpeg(&p)?
-            };
+            let d = decode(&p)?;
             Ok((p, d))
         })
         .collect::<Result<_>>()?;
@@ -285,6 +308,76 @@ pub fn grid(images: &Tensor, cols: i64, pad: i64) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// CRC-32 of PNG chunks (ISO 3309 polynomial, bitwise).
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut c = !0u32;
+        for &b in bytes {
+            c ^= b as u32;
+            for _ in 0..8 {
+                c = if c & 1 == 1 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+        }
+        !c
+    }
+
+    /// A PNG whose IHDR claims `w` × `h` RGB pixels, with a one-byte IDAT (the file is
+    /// ~60 bytes whatever it claims).
+    fn png_claiming(w: u32, h: u32) -> Vec<u8> {
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut chunk = |kind: &[u8], data: &[u8]| {
+            out.extend((data.len() as u32).to_be_bytes());
+            let mut body = kind.to_vec();
+            body.extend(data);
+            out.extend(&body);
+            out.extend(crc32(&body).to_be_bytes());
+        };
+        let mut ihdr = w.to_be_bytes().to_vec();
+        ihdr.extend(h.to_be_bytes());
+        ihdr.extend([8, 2, 0, 0, 0]);
+        chunk(b"IHDR", &ihdr);
+        chunk(b"IDAT", &[0x78]);
+        chunk(b"IEND", &[]);
+        out
+    }
+
+    /// Issue 18 item 1: headers claiming 2^31 rows, 1 × 4,000,000, 20000 × 20000 or
+    /// 6000 × 6000 pixels (within the side limit, over the pixel budget) are refused from
+    /// the header, naming the limits, by both the single-image and the folder loader; the
+    /// CRC helper matches a PNG the png crate wrote.
+    #[test]
+    fn oversized_headers_are_refused_before_decoding() {
+        let dir = std::env::temp_dir().join(format!("ganlab-huge-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        write_png(
+            &dir.join("ok.png"),
+            &Tensor::zeros([3, 2, 3], (Kind::Float, tch::Device::Cpu)),
+        )
+        .unwrap();
+        let ok = std::fs::read(dir.join("ok.png")).unwrap();
+        assert_eq!(
+            &ok[29..33],
+            &crc32(&ok[12..29]).to_be_bytes(),
+            "IHDR CRC of a real PNG"
+        );
+        for (w, h) in [(1, 1 << 31), (1, 4_000_000), (20_000, 20_000), (6000, 6000)] {
+            let f = dir.join("big.png");
+            std::fs::write(&f, png_claiming(w, h)).unwrap();
+            let e = load_image(&f).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("{w} × {h} pixels")) && e.contains("8192"),
+                "{e}"
+            );
+            let e = load_image_folder(&dir, Some(8)).unwrap_err().to_string();
+            assert!(e.contains("big.png") && e.contains("8192"), "{e}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     /// Transparency over white, by hand: a fully transparent pixel is white whatever its
     /// colour, an opaque one keeps it, half-transparent black is (255·127 + 127)/255 → 127.

@@ -18,61 +18,93 @@ pub struct IdxArray {
     pub data: Vec<u8>,
 }
 
-/// Reads an IDX file; `.gz` (by content, not name) is decompressed.
+/// The most data bytes an IDX file may declare (1 GiB; MNIST's training images are 47 MB).
+pub const MAX_IDX_BYTES: usize = 1 << 30;
+
+/// Reads an IDX file; `.gz` (by content, not name) is decompressed — as a stream, never
+/// beyond the bytes its header declares (a decompression bomb is refused after at most
+/// that many bytes plus one).
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
-    let raw = std::fs::read(path).at(path)?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .map_err(|e| bad(path, &format!("corrupt gzip stream ({e})")))?;
-        out
+    let mut file = std::io::BufReader::new(std::fs::File::open(path).at(path)?);
+    let gzip = std::io::BufRead::fill_buf(&mut file)
+        .at(path)?
+        .starts_with(&[0x1f, 0x8b]);
+    let mut reader: Box<dyn Read> = if gzip {
+        Box::new(flate2::read::GzDecoder::new(file))
     } else {
-        raw
+        Box::new(file)
     };
-    parse_idx(&bytes).map_err(|m| bad(path, &m))
+    parse_idx(&mut reader).map_err(|e| match e {
+        Bad::Format(m) => bad(path, &m),
+        Bad::Io(e) if gzip => bad(path, &format!("corrupt gzip stream ({e})")),
+        Bad::Io(e) => GanError::Input(format!("{}: {e}", path.display())),
+    })
 }
 
 fn bad(path: &Path, msg: &str) -> GanError {
     GanError::Input(format!("{}: not a valid IDX file: {msg}", path.display()))
 }
 
-fn parse_idx(b: &[u8]) -> std::result::Result<IdxArray, String> {
+/// Why an IDX stream was refused.
+enum Bad {
+    Format(String),
+    Io(std::io::Error),
+}
+
+impl From<String> for Bad {
+    fn from(m: String) -> Self {
+        Bad::Format(m)
+    }
+}
+
+/// Reads up to `n` bytes (fewer only at the end of the stream).
+fn read_up_to(r: &mut dyn Read, n: usize) -> std::result::Result<Vec<u8>, Bad> {
+    let mut out = Vec::new();
+    r.take(n as u64).read_to_end(&mut out).map_err(Bad::Io)?;
+    Ok(out)
+}
+
+fn parse_idx(r: &mut dyn Read) -> std::result::Result<IdxArray, Bad> {
+    let b = read_up_to(r, 4)?;
     if b.len() < 4 || b[0] != 0 || b[1] != 0 {
-        return Err("bad magic (expected 00 00 type ndim)".into());
+        return Err(Bad::Format("bad magic (expected 00 00 type ndim)".into()));
     }
     if b[2] != 0x08 {
         return Err(format!(
             "element type 0x{:02x} unsupported (only 0x08, unsigned byte)",
             b[2]
-        ));
+        )
+        .into());
     }
     let ndim = b[3] as usize;
-    if ndim == 0 || b.len() < 4 + 4 * ndim {
-        return Err(format!("header truncated ({ndim} dimensions)"));
+    let head = read_up_to(r, 4 * ndim)?;
+    if ndim == 0 || head.len() < 4 * ndim {
+        return Err(format!("header truncated ({ndim} dimensions)").into());
     }
-    let dims: Vec<usize> = (0..ndim)
-        .map(|i| {
-            let o = 4 + 4 * i;
-            u32::from_be_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]) as usize
-        })
+    let dims: Vec<usize> = head
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
         .collect();
     let n = dims
         .iter()
         .try_fold(1usize, |a, d| a.checked_mul(*d))
-        .ok_or("dimensions overflow")?;
-    let data = &b[4 + 4 * ndim..];
+        .filter(|&n| n <= MAX_IDX_BYTES)
+        .ok_or_else(|| {
+            format!("dimensions {dims:?} declare more than {MAX_IDX_BYTES} bytes (the limit)")
+        })?;
+    let data = read_up_to(r, n + 1)?;
     if data.len() != n {
         return Err(format!(
-            "dimensions {dims:?} need {n} bytes of data, file has {}{}",
-            data.len(),
-            if data.len() < n { " (truncated)" } else { "" }
-        ));
+            "dimensions {dims:?} need {n} bytes of data, file has {}",
+            if data.len() < n {
+                format!("{} (truncated)", data.len())
+            } else {
+                "more".to_string()
+            }
+        )
+        .into());
     }
-    Ok(IdxArray {
-        dims,
-        data: data.to_vec(),
-    })
+    Ok(IdxArray { dims, data })
 }
 
 /// Images with optional labels, scaled to [-1, 1]: images [n, C, H, W] f32, labels [n] i64.
@@ -134,6 +166,12 @@ pub fn load_idx_images(dir: &Path, split: Split) -> Result<ImageSet> {
         ));
     }
     let (n, h, w) = (img.dims[0] as i64, img.dims[1] as i64, img.dims[2] as i64);
+    if n == 0 || h == 0 || w == 0 {
+        return Err(bad(
+            &img_path,
+            &format!("holds no images (dimensions {:?})", img.dims),
+        ));
+    }
     let images = Tensor::from_slice(&img.data)
         .view([n, 1, h, w])
         .to_kind(Kind::Float)
@@ -200,6 +238,26 @@ mod tests {
             let e = read_idx(&p).unwrap_err().to_string();
             assert!(e.contains(want) && e.contains(name), "{name}: {e}");
         }
+        // Issue 18 items 2 and 6: an empty set, and a 4-byte image set whose gzip stream
+        // inflates to 64 MiB, are refused (the bomb after reading 5 bytes of data).
+        std::fs::write(dir.join("t10k-images-idx3-ubyte"), idx(&[0, 28, 28], &[])).unwrap();
+        let e = load_idx_images(&dir, Split::Test).unwrap_err().to_string();
+        assert!(e.contains("holds no images"), "{e}");
+        std::fs::remove_file(dir.join("t10k-images-idx3-ubyte")).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&idx(&[1, 2, 2], &[0; 4])).unwrap();
+        for _ in 0..64 {
+            gz.write_all(&[0; 1 << 20]).unwrap();
+        }
+        let p = dir.join("bomb");
+        std::fs::write(&p, gz.finish().unwrap()).unwrap();
+        assert!(std::fs::metadata(&p).unwrap().len() < 1 << 20);
+        let e = read_idx(&p).unwrap_err().to_string();
+        assert!(e.contains("file has more"), "{e}");
+        let p = dir.join("huge");
+        std::fs::write(&p, idx(&[1 << 16, 1 << 16], &[])).unwrap();
+        let e = read_idx(&p).unwrap_err().to_string();
+        assert!(e.contains("the limit"), "{e}");
         let e = load_idx_images(&dir, Split::Test).unwrap_err().to_string();
         assert!(e.contains("t10k-images-idx3-ubyte"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();

@@ -69,24 +69,72 @@ impl ImageSpec {
 
     /// Loads the images (all of them; `n` takes the first n); `size` resizes and
     /// centre-crops folder images to size × size (other sources keep their size).
+    ///
+    /// `n` must be in [1, [`MAX_EVAL_IMAGES`]] and `size` in [1, [`MAX_EVAL_SIZE`]]; the
+    /// images must be [n ≥ 1, 1 or 3, H ≥ 1, W ≥ 1] with finite values in [−1, 1] (up to
+    /// [`RANGE_SLACK`] of rounding) — data in [0, 1] or [0, 255] is refused, not clamped.
     pub fn load(&self, data_dir: &Path, n: Option<i64>, size: Option<i64>) -> Result<Tensor> {
+        if let Some(n) = n.filter(|n| !(1..=MAX_EVAL_IMAGES).contains(n)) {
+            return Err(GanError::config(
+                "--n",
+                format!("must be in [1, {MAX_EVAL_IMAGES}], got {n}"),
+            ));
+        }
+        if let Some(s) = size.filter(|s| !(1..=MAX_EVAL_SIZE).contains(s)) {
+            return Err(GanError::config(
+                "--size",
+                format!("must be in [1, {MAX_EVAL_SIZE}], got {s}"),
+            ));
+        }
         let images = match self {
             Self::Dataset(name, split) => load_image_set(&data_dir.join(name), *split)?.images,
             Self::IdxDir(dir, split) => load_image_set(dir, *split)?.images,
             Self::Npy(p) => crate::report::npy::read_f32(p)?,
             Self::Folder(p) => crate::data::load_image_folder(p, size)?.images,
-            Self::Run(dir) => return sample_run(dir, n),
+            Self::Run(dir) => sample_run(dir, n)?,
         };
-        let have = images.size()[0];
-        match n {
-            Some(n) if n > have => Err(GanError::Input(format!(
-                "{self:?}: asked for {n} images, it has {have}"
-            ))),
-            Some(n) => Ok(images.narrow(0, 0, n)),
-            None => Ok(images),
+        let sz = images.size();
+        if sz.len() != 4 || sz[0] < 1 || !matches!(sz[1], 1 | 3) || sz[2] < 1 || sz[3] < 1 {
+            return Err(GanError::Input(format!(
+                "{self:?}: expected images [n ≥ 1, 1 or 3 channels, H, W], got shape {sz:?}"
+            )));
         }
+        let have = sz[0];
+        let images = match n {
+            Some(n) if n > have => {
+                return Err(GanError::Input(format!(
+                    "{self:?}: asked for {n} images, it has {have}"
+                )))
+            }
+            Some(n) => images.narrow(0, 0, n),
+            None => images,
+        };
+        let finite = bool::try_from(images.isfinite().all())?;
+        let (lo, hi) = (
+            images.min().double_value(&[]),
+            images.max().double_value(&[]),
+        );
+        if !finite || lo < -1.0 - RANGE_SLACK || hi > 1.0 + RANGE_SLACK {
+            return Err(GanError::Input(format!(
+                "{self:?}: pixel values must be finite and in [-1, 1] (found {}); scale \
+                 [0, 255] data by x / 127.5 - 1 and [0, 1] data by 2x - 1",
+                if finite {
+                    format!("[{lo}, {hi}]")
+                } else {
+                    "NaN or inf".to_string()
+                }
+            )));
+        }
+        Ok(images)
     }
 }
+
+/// The most images `ganlab eval --n` takes from one set.
+pub const MAX_EVAL_IMAGES: i64 = 1_000_000;
+/// The largest `ganlab eval --size`.
+pub const MAX_EVAL_SIZE: i64 = 1024;
+/// How far outside [−1, 1] a pixel may be (rounding of a generator's tanh or of a scaling).
+pub const RANGE_SLACK: f64 = 1e-3;
 
 /// `n` samples (default: the run's `eval_samples`) of the run in `dir`, drawn in chunks of
 /// 1000 latent codes (seeds 0, 1, ...; BatchNorm statistics per chunk).
@@ -335,6 +383,81 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 18 items 2, 3 and 8: bad `--n` and `--size` are config errors naming the flag;
+    /// .npy files of shape (), (0, 3, 8, 8), (2, 2, 8, 8), with a negative or overflowing
+    /// dimension, with [0, 255] values, with inf or NaN are clear errors, not panics or
+    /// clamped data; a [−1, 1] file within rounding loads.
+    #[test]
+    fn bad_eval_inputs_are_clear_errors() {
+        let dir = std::env::temp_dir().join(format!("ganlab-evalin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let npy = |name: &str, t: &Tensor| {
+            let p = dir.join(name);
+            crate::report::npy::write_f32(&p, t).unwrap();
+            ImageSpec::Npy(p)
+        };
+        let opts = (Kind::Float, Device::Cpu);
+        let ok = npy("ok.npy", &(Tensor::rand([2, 3, 8, 8], opts) * 2.0 - 1.0001));
+        assert_eq!(ok.load(&dir, None, None).unwrap().size(), [2, 3, 8, 8]);
+        for (n, size, flag) in [(Some(0), None, "--n"), (Some(-5), None, "--n")]
+            .into_iter()
+            .chain([(None, Some(0), "--size"), (None, Some(100_000), "--size")])
+        {
+            let e = ok.load(&dir, n, size).unwrap_err();
+            assert!(
+                matches!(&e, GanError::Config { field, .. } if field == flag),
+                "{e}"
+            );
+        }
+        let cases: Vec<(ImageSpec, &str)> = vec![
+            (npy("scalar.npy", &Tensor::from(0.5f32)), "expected images"),
+            (
+                npy("empty.npy", &Tensor::zeros([0, 3, 8, 8], opts)),
+                "expected images",
+            ),
+            (
+                npy("chan.npy", &Tensor::zeros([2, 2, 8, 8], opts)),
+                "expected images",
+            ),
+            (
+                npy("bytes.npy", &(Tensor::rand([2, 3, 8, 8], opts) * 255.0)),
+                "in [-1, 1]",
+            ),
+            (
+                npy("inf.npy", &Tensor::full([1, 1, 8, 8], f64::INFINITY, opts)),
+                "NaN or inf",
+            ),
+            (
+                npy("nan.npy", &Tensor::full([1, 1, 8, 8], f64::NAN, opts)),
+                "NaN or inf",
+            ),
+        ];
+        for (spec, want) in cases {
+            let e = spec.load(&dir, None, None).unwrap_err().to_string();
+            assert!(e.contains(want), "{spec:?}: {e}");
+        }
+        // Hand-edited headers: a negative and an overflowing dimension.
+        let data = vec![0u8; 4 * 2 * 3 * 64];
+        for (dims, want) in [
+            ("(-2, 3, 8, 8)", "bad dimension"),
+            ("(4294967295, 4294967295, 4294967295, 3)", "overflows"),
+        ] {
+            let p = dir.join("edited.npy");
+            let h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {dims}, }}\n");
+            let mut b = b"\x93NUMPY\x01\x00".to_vec();
+            b.extend((h.len() as u16).to_le_bytes());
+            b.extend(h.as_bytes());
+            b.extend(&data);
+            std::fs::write(&p, b).unwrap();
+            let e = ImageSpec::Npy(p)
+                .load(&dir, None, None)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{dims}: {e}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn specs_parse_or_name_the_problem() {

@@ -60,15 +60,24 @@ pub fn read_f32(path: &Path) -> Result<Tensor> {
         .nth(1)
         .and_then(|s| s.split(')').next())
         .ok_or_else(|| bad("no shape"))?;
+    // Dimensions are non-negative integers whose product (in bytes) fits the file.
     let shape: Vec<i64> = shape_txt
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse().map_err(|_| bad("bad shape")))
+        .map(|s| {
+            s.parse::<u32>()
+                .map(i64::from)
+                .map_err(|_| bad(&format!("bad dimension {s:?}")))
+        })
         .collect::<Result<_>>()?;
-    let n: i64 = shape.iter().product();
+    let n = shape
+        .iter()
+        .try_fold(1i64, |a, &d| a.checked_mul(d))
+        .filter(|n| n.checked_mul(4).is_some())
+        .ok_or_else(|| bad("shape overflows"))?;
     let body = &bytes[10 + hlen..];
-    if body.len() != 4 * n as usize {
+    if body.len() as u64 != 4 * n as u64 {
         return Err(bad(&format!(
             "expected {} data bytes, found {}",
             4 * n,

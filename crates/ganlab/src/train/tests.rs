@@ -123,6 +123,67 @@ fn resume_refuses_a_budget_below_the_run() {
     std::fs::remove_dir_all(d).unwrap();
 }
 
+/// Issue 18 item 7: a checkpoint whose G weights hold a NaN is refused, naming the tensor,
+/// by `sample` (Run::open) and by resume alike — both read the weights from one place.
+#[test]
+fn nan_weights_in_a_checkpoint_are_refused_everywhere() {
+    let _rng = crate::test_rng_lock();
+    let d = tmp("nan-ckpt");
+    Trainer::new(tiny_config(2), &d)
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    let ckpt = d.join("checkpoints");
+    let (state, tensors) = checkpoint::load(&ckpt).unwrap();
+    let key = tensors
+        .iter()
+        .map(|(k, _)| k.clone())
+        .find(|k| k.starts_with("g."))
+        .unwrap();
+    let poisoned: Vec<(&str, Tensor)> = tensors
+        .iter()
+        .map(|(k, t)| {
+            let t = if *k == key {
+                t.full_like(f64::NAN)
+            } else {
+                t.shallow_clone()
+            };
+            (k.as_str(), t)
+        })
+        .collect();
+    crate::io::write_safetensors_atomic(&ckpt.join(&state.tensors), &poisoned).unwrap();
+    let e = crate::run::Run::open(&d).unwrap_err().to_string();
+    assert!(e.contains(&key) && e.contains("NaN"), "{e}");
+    let e = Trainer::resume(&d, None, None).unwrap_err().to_string();
+    assert!(e.contains(&key) && e.contains("NaN"), "{e}");
+    std::fs::remove_dir_all(d).unwrap();
+}
+
+/// Issue 18 item 9: a resumed run keeps the log lines before its checkpoint byte for byte
+/// (they are not re-parsed and re-printed), in metrics.jsonl and eval.jsonl.
+#[test]
+fn resume_keeps_logged_lines_byte_for_byte() {
+    let _rng = crate::test_rng_lock();
+    let d = tmp("log-bytes");
+    Trainer::new(tiny_config(10), &d)
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    let before: Vec<Vec<u8>> = ["metrics.jsonl", "eval.jsonl"]
+        .iter()
+        .map(|f| std::fs::read(d.join(f)).unwrap())
+        .collect();
+    Trainer::resume(&d, Some(14), None)
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    for (f, old) in ["metrics.jsonl", "eval.jsonl"].iter().zip(before) {
+        let new = std::fs::read(d.join(f)).unwrap();
+        assert!(new.len() > old.len() && new.starts_with(&old), "{f}");
+    }
+    std::fs::remove_dir_all(d).unwrap();
+}
+
 #[derive(Debug)]
 struct NanAfter {
     inner: Toy2d,

@@ -16,12 +16,14 @@ pub enum GanError {
     #[error("{0}")]
     Input(String),
     /// A loss or statistic became NaN or infinite; training stopped.
-    #[error("non-finite {what} at step {step} ({value}); training stopped, the last good checkpoint is kept in {checkpoint_dir}")]
+    #[error("non-finite {what} at step {step} ({value}); training stopped: {kept}")]
     NonFinite {
         what: String,
         step: u64,
         value: f64,
-        checkpoint_dir: PathBuf,
+        /// What is left to resume from, e.g. "the last good checkpoint (step 5) is kept in
+        /// DIR", or that none was written yet.
+        kept: String,
     },
     /// A checkpoint or run directory is missing, corrupt or incompatible.
     #[error("checkpoint {path}: {message}")]

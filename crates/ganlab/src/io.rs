@@ -8,21 +8,95 @@ use tch::Tensor;
 
 use crate::error::{GanError, IoContext, Result};
 
-/// Writes `bytes` to `path` atomically (temporary file + rename in the same directory).
+/// Writes `bytes` to `path` atomically and durably: a temporary file in the same
+/// directory, flushed to the disk, renamed over `path`, then the directory flushed (so
+/// after a crash or power loss `path` holds the old or the new content, never a mix).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = tmp_path(path);
     std::fs::write(&tmp, bytes).at(&tmp)?;
-    std::fs::rename(&tmp, path).at(path)
+    commit(&tmp, path)
 }
 
-/// Writes named tensors to `path` as safetensors atomically (temporary file + rename).
+/// Writes named tensors to `path` as safetensors, atomically and durably as
+/// [`write_atomic`].
 pub fn write_safetensors_atomic<T: AsRef<Tensor>>(
     path: &Path,
     tensors: &[(&str, T)],
 ) -> Result<()> {
     let tmp = tmp_path(path);
     Tensor::write_safetensors(tensors, &tmp)?;
-    std::fs::rename(&tmp, path).at(path)
+    commit(&tmp, path)
+}
+
+/// fsync `tmp`, rename it to `path`, fsync the directory.
+fn commit(tmp: &Path, path: &Path) -> Result<()> {
+    std::fs::File::open(tmp)
+        .and_then(|f| f.sync_all())
+        .at(tmp)?;
+    std::fs::rename(tmp, path).at(path)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// fsync a directory (its entries: renames, creations) where the platform allows it.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    #[cfg(unix)]
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .at(dir)?;
+    Ok(())
+}
+
+/// Removes the temporary files (`*.tmp`) an interrupted atomic write left in `dir`; returns
+/// how many. Only the writer of `dir` may call it (it holds the [`RunLock`]).
+pub fn remove_stale_tmp(dir: &Path) -> Result<usize> {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).at(dir)?.flatten() {
+        let p = e.path();
+        if p.is_file() && p.extension().is_some_and(|x| x == "tmp") {
+            std::fs::remove_file(&p).at(&p)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// The name of the lock file in a run directory.
+pub const LOCK_FILE: &str = ".lock";
+
+/// An exclusive lock on a run directory (an OS file lock on `<dir>/.lock`), held while the
+/// value lives; the OS releases it when the process exits or dies, so a crash leaves no
+/// stale lock.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+impl RunLock {
+    /// Takes the lock on `dir` (which must exist), or fails at once, naming the directory,
+    /// when another process (or another run in this one) holds it.
+    pub fn acquire(dir: &Path) -> Result<Self> {
+        let path = dir.join(LOCK_FILE);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .at(&path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(GanError::Input(format!(
+                "{} is in use by another ganlab process; wait for it to finish or choose \
+                 another directory",
+                dir.display()
+            ))),
+            Err(std::fs::TryLockError::Error(e)) => Err(e).at(&path),
+        }
+    }
 }
 
 /// The tensor called `key` in a list read from safetensors.
@@ -57,7 +131,13 @@ pub fn check_output_dir(dir: &Path) -> Result<()> {
                 dir.display()
             )));
         }
-        if std::fs::read_dir(dir).at(dir)?.next().is_some() {
+        // An empty directory, or one holding only a lock file (a run that died as it began,
+        // or one starting now: the lock decides).
+        if std::fs::read_dir(dir)
+            .at(dir)?
+            .flatten()
+            .any(|e| e.file_name() != LOCK_FILE)
+        {
             return Err(GanError::Input(format!(
                 "output directory {} already exists and is not empty; choose a new one",
                 dir.display()

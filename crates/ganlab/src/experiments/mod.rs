@@ -83,6 +83,7 @@ pub fn train_or_resume(
 /// is an error, never deleted.
 fn discard_unstarted(dir: &Path) -> Result<()> {
     let known = [
+        crate::io::LOCK_FILE,
         "config.toml",
         "metrics.jsonl",
         "eval.jsonl",

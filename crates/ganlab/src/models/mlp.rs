@@ -71,6 +71,19 @@ impl MlpConfig {
         range("latent_dim", self.latent_dim, 1, 1 << 16)?;
         range("hidden", self.hidden, 1, 1 << 16)?;
         range("layers", self.layers as i64, 1, 64)?;
+        // G's weight matrices (D's are as many; biases and the t-embedding are few).
+        let (h, l) = (self.hidden, self.layers as i64);
+        let params = (self.latent_dim + self.data_dim) * h + (l - 1) * h * h;
+        if params > super::MAX_PARAMS {
+            return Err(GanError::config(
+                format!("{prefix}.hidden"),
+                format!(
+                    "{h} units × {l} layers need about {params} parameters per network, more \
+                     than the limit of {} (1 GiB of weights); use fewer units or layers",
+                    super::MAX_PARAMS
+                ),
+            ));
+        }
         if !(0.0..1.0).contains(&self.leaky_slope) {
             return Err(GanError::config(
                 format!("{prefix}.leaky_slope"),
@@ -257,10 +270,25 @@ mod tests {
         let p0 = plain.forward(&x, &Tensor::zeros([5], (Kind::Int64, tch::Device::Cpu)));
         let p1 = plain.forward(&x, &Tensor::full([5], 300, (Kind::Int64, tch::Device::Cpu)));
         assert!(p0.equal(&p1), "a D built without t must ignore t");
-        let err = MlpConfig { hidden: 0, ..cfg }
-            .validate("model")
-            .unwrap_err();
+        let err = MlpConfig {
+            hidden: 0,
+            ..cfg.clone()
+        }
+        .validate("model")
+        .unwrap_err();
         assert!(err.to_string().contains("model.hidden"));
+        // Issue 18 item 5: 65,536 units pass the per-field range but need 2^32 weights.
+        let err = MlpConfig {
+            hidden: 65536,
+            ..cfg
+        }
+        .validate("model")
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("model.hidden") && err.contains("1 GiB"),
+            "{err}"
+        );
     }
 
     /// data_scale s: G_s(z) = s·G_1(z) and D_s(y, t) = D_1(y/s, t) with the same weights;

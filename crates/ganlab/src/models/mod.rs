@@ -68,6 +68,11 @@ pub fn image_plan(image_size: i64) -> (i64, u32) {
     }
 }
 
+/// The most parameters one network may have (2^28, 1 GiB of f32 weights; with Adam's two
+/// moments and an EMA, 4 GiB). Configs whose widths imply more are refused before anything
+/// is allocated.
+pub const MAX_PARAMS: i64 = 1 << 28;
+
 /// Checks the image fields shared by the image families: size 28, 32 or 64, 1 or 3 channels.
 pub fn validate_image(prefix: &str, image_size: i64, channels: i64) -> crate::error::Result<()> {
     let err = |f: &str, m: String| Err(crate::error::GanError::config(format!("{prefix}.{f}"), m));

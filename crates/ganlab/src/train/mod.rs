@@ -33,7 +33,7 @@ pub use log::{LogRow, Scalars};
 pub use optim::{FlatOptimizer, LrSchedule, OptimizerConfig, OptimizerKind};
 
 use crate::error::{GanError, IoContext, Result};
-use crate::io::write_atomic;
+use crate::io::{write_atomic, RunLock};
 use crate::progress::Progress;
 use crate::rng::mix64;
 use crate::tasks::{Mode, StepContext, Task};
@@ -56,16 +56,32 @@ pub fn load_run_config(dir: &Path) -> Result<TrainConfig> {
 }
 
 /// Creates `dir` for a new run (see [`crate::io::create_output_dir`]) with its checkpoints
-/// folder.
-pub fn create_run_dir(dir: &Path) -> Result<()> {
-    crate::io::create_output_dir(dir).map_err(|e| match e {
-        GanError::Input(m) => GanError::Input(format!(
+/// folder, and takes its lock. Two processes racing for one new directory: one gets the
+/// lock, the other an error; whoever locks second finds the first's files and stops.
+pub fn create_run_dir(dir: &Path) -> Result<RunLock> {
+    let taken = |m: String| {
+        GanError::Input(format!(
             "{m}, or continue that run with --resume {}",
             dir.display()
-        )),
+        ))
+    };
+    crate::io::create_output_dir(dir).map_err(|e| match e {
+        GanError::Input(m) => taken(m),
         e => e,
     })?;
-    std::fs::create_dir_all(dir.join("checkpoints")).at(dir)
+    let lock = RunLock::acquire(dir)?;
+    let others = std::fs::read_dir(dir)
+        .at(dir)?
+        .flatten()
+        .any(|e| e.file_name() != crate::io::LOCK_FILE);
+    if others {
+        return Err(taken(format!(
+            "output directory {} was filled by another process meanwhile",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir.join("checkpoints")).at(dir)?;
+    Ok(lock)
 }
 
 /// A training run bound to a run directory.
@@ -79,6 +95,8 @@ pub struct Trainer {
     rows: Vec<LogRow>,
     evals: Vec<LogRow>,
     started: Instant,
+    /// The run directory's lock, held for the trainer's life.
+    _lock: RunLock,
 }
 
 impl Trainer {
@@ -93,7 +111,12 @@ impl Trainer {
     /// Starts a new run of a task the caller built (e.g. with its own data sampler).
     pub fn with_task(cfg: TrainConfig, dir: &Path, task: Box<dyn Task>) -> Result<Self> {
         cfg.validate()?;
-        create_run_dir(dir)?;
+        let lock = create_run_dir(dir)?;
+        Self::start(cfg, dir, task, lock)
+    }
+
+    /// Step 0 in the locked directory `dir`: writes config.toml and empty logs.
+    fn start(cfg: TrainConfig, dir: &Path, task: Box<dyn Task>, lock: RunLock) -> Result<Self> {
         write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
         write_atomic(&dir.join("metrics.jsonl"), b"")?;
         write_atomic(&dir.join("eval.jsonl"), b"")?;
@@ -106,13 +129,16 @@ impl Trainer {
             rows: Vec::new(),
             evals: Vec::new(),
             started: Instant::now(),
+            _lock: lock,
         })
     }
 
     /// Continues the run in `dir` from its newest checkpoint; `steps` (if given) replaces
     /// the step budget, e.g. to train longer; `device` (if given) must name the device the
     /// run trains on. Log lines after the checkpoint (from a run that died after it) are
-    /// dropped so the logs match the weights.
+    /// dropped so the logs match the weights. A run that stopped before its first
+    /// checkpoint starts again from step 0 with its config.toml (its logs emptied). Holds
+    /// the directory's lock; removes temporary files an interrupted write left.
     pub fn resume(dir: &Path, steps: Option<u64>, device: Option<&str>) -> Result<Self> {
         let mut cfg = load_run_config(dir)?;
         if let Some(d) = device {
@@ -127,7 +153,18 @@ impl Trainer {
             cfg.run.steps = s;
             cfg.validate()?;
         }
+        let lock = RunLock::acquire(dir)?;
         let ckpt = dir.join("checkpoints");
+        crate::io::remove_stale_tmp(dir)?;
+        if ckpt.is_dir() {
+            crate::io::remove_stale_tmp(&ckpt)?;
+        }
+        if !ckpt.join("state.json").is_file() {
+            cfg.validate()?;
+            let task = crate::tasks::build(&cfg, Mode::Train)?;
+            std::fs::create_dir_all(&ckpt).at(&ckpt)?;
+            return Self::start(cfg, dir, task, lock);
+        }
         let (state, tensors) = checkpoint::load(&ckpt)?;
         if state.step > cfg.run.steps {
             return Err(GanError::config(
@@ -165,6 +202,7 @@ impl Trainer {
             rows,
             evals,
             started: Instant::now(),
+            _lock: lock,
         })
     }
 
@@ -203,6 +241,23 @@ impl Trainer {
         self.task.groups().weights()
     }
 
+    /// What a stopped run leaves to resume from, for error messages.
+    fn kept(&self) -> String {
+        let ckpt = self.dir.join("checkpoints");
+        match checkpoint::load_state(&ckpt) {
+            Ok(state) => format!(
+                "the last good checkpoint (step {}) is kept in {}; continue with --resume {}",
+                state.step,
+                ckpt.display(),
+                self.dir.display()
+            ),
+            Err(_) => format!(
+                "no checkpoint had been written yet; --resume {} starts again from step 0",
+                self.dir.display()
+            ),
+        }
+    }
+
     /// One training step (see the module docs): the row of scalars it logged or would log.
     pub fn train_step(&mut self) -> Result<LogRow> {
         let step = self.step + 1;
@@ -216,7 +271,7 @@ impl Trainer {
                 what: what.into(),
                 step,
                 value,
-                checkpoint_dir: self.dir.join("checkpoints"),
+                kept: self.kept(),
             });
         }
         self.task.groups_mut().update_ema();

@@ -227,9 +227,65 @@ fn nan_stops_training_and_keeps_checkpoint() {
     assert!(t.rows().iter().all(|r| r.step <= 7));
     let (state, _) = checkpoint::load(&dir.join("checkpoints")).unwrap();
     assert_eq!(state.step, 5);
+    drop(t);
     let resumed = Trainer::resume(&dir, None, None).unwrap();
     assert_eq!(resumed.step(), 5);
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Issue 18 items 12 and 14: a NaN at step 3, before the first checkpoint, says that no
+/// checkpoint exists (not that one is kept); `--resume` then starts again from step 0 with
+/// the stored config and ends bit-identical to a run that never failed.
+#[test]
+fn a_run_stopped_before_its_first_checkpoint_resumes_from_step_0() {
+    let _rng = crate::test_rng_lock();
+    let (dir, clean) = (tmp("nan-early"), tmp("nan-early-clean"));
+    let cfg = tiny_config(6);
+    let data = Box::new(NanAfter {
+        inner: Toy2d::new(cfg.data.toy2d.clone()),
+        calls: 0,
+        after: 2,
+    });
+    let task = GanTask::with_sampler(&cfg, data).unwrap();
+    let mut t = Trainer::with_task(cfg.clone(), &dir, Box::new(task)).unwrap();
+    let msg = t.run(&mut Silent).unwrap_err().to_string();
+    assert!(msg.contains("no checkpoint had been written yet"), "{msg}");
+    drop(t);
+    let mut r = Trainer::resume(&dir, None, None).unwrap();
+    assert_eq!(r.step(), 0);
+    r.run(&mut Silent).unwrap();
+    let mut c = Trainer::new(cfg, &clean).unwrap();
+    c.run(&mut Silent).unwrap();
+    for ((k, a), (_, b)) in r.weights().iter().zip(c.weights()) {
+        assert!(a.equal(&b), "{k} differs from an uninterrupted run");
+    }
+    for d in [dir, clean] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}
+
+/// Issue 18 items 11 and 13: while a run directory is locked (by a live trainer or a racing
+/// process), neither a new run nor a resume may use it; the lock goes with the trainer; a
+/// resume removes the temporary files an interrupted atomic write left.
+#[test]
+fn run_directories_are_locked_and_stale_temporaries_removed() {
+    let _rng = crate::test_rng_lock();
+    let d = tmp("locked");
+    std::fs::create_dir_all(&d).unwrap();
+    let racer = crate::io::RunLock::acquire(&d).unwrap();
+    let e = Trainer::new(tiny_config(2), &d).unwrap_err().to_string();
+    assert!(e.contains("in use by another ganlab process"), "{e}");
+    drop(racer);
+    let mut t = Trainer::new(tiny_config(2), &d).unwrap();
+    t.run(&mut Silent).unwrap();
+    let e = Trainer::resume(&d, Some(4), None).unwrap_err().to_string();
+    assert!(e.contains("in use by another ganlab process"), "{e}");
+    drop(t);
+    let junk = d.join("checkpoints/step-9.safetensors.tmp");
+    std::fs::write(&junk, b"half a checkpoint").unwrap();
+    Trainer::resume(&d, Some(4), None).unwrap();
+    assert!(!junk.exists());
+    std::fs::remove_dir_all(d).unwrap();
 }
 
 #[test]
@@ -319,6 +375,7 @@ fn dcgan_on_idx_images() {
         )
         .unwrap();
         h.run(&mut Silent).unwrap();
+        drop(h);
         let mut r = Trainer::resume(&half, Some(4), None).unwrap();
         r.run(&mut Silent).unwrap();
         for ((k, a), (_, b)) in full.iter().zip(r.weights()) {
@@ -475,6 +532,7 @@ fn ema_of_generator() {
     let again = back.generative().unwrap().sample(8, 3);
     let s = gen(&t).sample(8, 3);
     assert!((again - s).abs().max().double_value(&[]) < 1e-6);
+    drop(t);
     let mut r = Trainer::resume(&dir, None, None).unwrap();
     assert!(r.task().groups().get("g").ema().unwrap().equal(&got));
     r.train_step().unwrap();

@@ -14,6 +14,7 @@ pub mod device;
 pub mod diffusion;
 pub mod error;
 pub mod experiments;
+pub mod fuzz;
 pub mod io;
 pub mod metrics;
 pub mod models;

@@ -55,8 +55,7 @@ pub fn load_run_config(dir: &Path) -> Result<TrainConfig> {
     TrainConfig::load(&cfg_path)
 }
 
-/// Creates `dir` for a new run (see [`crate::io::create_output_dir`]) with its checkpoints
-/// folder, and takes its lock. Two processes racing for one new directory: one gets the
+/// Creates `dir` for a new run (see [`crate::io::create_output_dir`]) and takes its lock. Two processes racing for one new directory: one gets the
 /// lock, the other an error; whoever locks second finds the first's files and stops.
 pub fn create_run_dir(dir: &Path) -> Result<RunLock> {
     let taken = |m: String| {
@@ -80,7 +79,6 @@ pub fn create_run_dir(dir: &Path) -> Result<RunLock> {
             dir.display()
         )));
     }
-    std::fs::create_dir_all(dir.join("checkpoints")).at(dir)?;
     Ok(lock)
 }
 
@@ -115,11 +113,15 @@ impl Trainer {
         Self::start(cfg, dir, task, lock)
     }
 
-    /// Step 0 in the locked directory `dir`: writes config.toml and empty logs.
+    /// Step 0 in the locked directory `dir`: writes config.toml first (a directory killed
+    /// before it holds only the lock file, which `--out` accepts; after it, `--resume`
+    /// starts again), then empty logs and the checkpoints folder.
     fn start(cfg: TrainConfig, dir: &Path, task: Box<dyn Task>, lock: RunLock) -> Result<Self> {
         write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
         write_atomic(&dir.join("metrics.jsonl"), b"")?;
         write_atomic(&dir.join("eval.jsonl"), b"")?;
+        let ckpt = dir.join("checkpoints");
+        std::fs::create_dir_all(&ckpt).at(&ckpt)?;
         Ok(Self {
             device: task.groups().device(),
             cfg,
@@ -162,7 +164,6 @@ impl Trainer {
         if !ckpt.join("state.json").is_file() {
             cfg.validate()?;
             let task = crate::tasks::build(&cfg, Mode::Train)?;
-            std::fs::create_dir_all(&ckpt).at(&ckpt)?;
             return Self::start(cfg, dir, task, lock);
         }
         let (state, tensors) = checkpoint::load(&ckpt)?;

@@ -54,6 +54,23 @@ impl ImageSpec {
             return Ok(Self::Folder(PathBuf::from(s)));
         }
         if Path::new(base).is_dir() {
+            let idx = ["train", "t10k"].iter().any(|p| {
+                ["", ".gz"].iter().any(|z| {
+                    Path::new(base)
+                        .join(format!("{p}-images-idx3-ubyte{z}"))
+                        .is_file()
+                })
+            });
+            let cifar = [Split::Train, Split::Test]
+                .iter()
+                .any(|&sp| !crate::data::cifar::batch_files(Path::new(base), sp).is_empty());
+            if !idx && !cifar {
+                return Err(GanError::Input(format!(
+                    "{base}: holds no .png/.jpg/.jpeg images, no IDX files \
+                     (train-images-idx3-ubyte[.gz]), no CIFAR batches and is not a run directory \
+                     (config.toml + checkpoints/)"
+                )));
+            }
             return Ok(Self::IdxDir(PathBuf::from(base), split));
         }
         match base {
@@ -486,6 +503,14 @@ mod tests {
         assert_eq!(spec, ImageSpec::Folder(dir.clone()));
         let x = spec.load(Path::new("unused"), None, Some(4)).unwrap();
         assert_eq!(x.size(), vec![1, 1, 4, 4]);
+        // Issue 18 item 14: a folder with nothing ganlab reads says so (it used to report a
+        // missing IDX file).
+        let empty = dir.join("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        let e = ImageSpec::parse(empty.to_str().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("holds no .png/.jpg/.jpeg images"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

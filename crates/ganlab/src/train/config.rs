@@ -496,6 +496,15 @@ impl TrainConfig {
         // Checked as written first, so that errors point at the user's line.
         toml::from_str::<Self>(text).map_err(parse_error)?;
         let mut table: toml::Table = toml::from_str(text).map_err(parse_error)?;
+        if table.is_empty() && sets.is_empty() {
+            // Most likely the wrong file: training the defaults from it would be silent.
+            return Err(GanError::ConfigParse {
+                path: origin.to_path_buf(),
+                message: "sets nothing (empty, or only comments); `ganlab train` without a \
+                          config trains the default one"
+                    .into(),
+            });
+        }
         if !sets.is_empty() {
             apply_overrides(&mut table, sets)?;
             toml::Value::Table(table.clone())
@@ -876,6 +885,11 @@ mod shipped_configs {
         .unwrap();
         assert_eq!((cfg.run.steps, cfg.run.device.as_str()), (7, "cpu"));
         assert!(!cfg.diffusion.enabled && cfg.model.mlp.hidden == 8);
+        // Issue 18 item 14: an empty or comment-only file is refused, not trained silently.
+        for text in ["", "# only a comment\n\n"] {
+            let e = TrainConfig::from_toml_str(text, p).unwrap_err().to_string();
+            assert!(e.contains("sets nothing"), "{e}");
+        }
         let e = TrainConfig::from_toml_with("", p, &sets(&["run.steps=0"])).unwrap_err();
         assert!(e.to_string().contains("`run.steps`"), "{e}");
         let e = TrainConfig::from_toml_with("", p, &sets(&["run.stepz=3"])).unwrap_err();

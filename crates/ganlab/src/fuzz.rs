@@ -22,13 +22,15 @@ use crate::train::config::TrainConfig;
 /// [`crate::data::folder::MAX_PIXELS`] RGB image, four MNIST training sets).
 pub const ALLOC_CAP: usize = 256 << 20;
 
-/// One fuzz target: a name, seed inputs, and the parser run on a mutated input (written to
-/// `path` first for file parsers).
+/// A parser run on a mutated input (`path`: where file parsers write it first).
+type Parse = Box<dyn Fn(&[u8], &Path)>;
+
+/// One fuzz target: a name, seed inputs, and the parser run on a mutated input.
 struct Target {
     name: &'static str,
     seeds: Vec<Vec<u8>>,
     text: bool,
-    run: Box<dyn Fn(&[u8], &Path)>,
+    run: Parse,
     /// Executions per unit of the budget (heavier targets take fewer).
     weight: u64,
 }

@@ -122,6 +122,28 @@ pub fn load(dir: &Path) -> Result<(CheckpointState, Vec<(String, Tensor)>)> {
     Ok((state, tensors))
 }
 
+/// The JSON half of the newest checkpoint of `dir` (a checkpoints directory), checked.
+pub fn load_state(dir: &Path) -> Result<CheckpointState> {
+    let state_path = dir.join("state.json");
+    let text = std::fs::read_to_string(&state_path).map_err(|e| GanError::Checkpoint {
+        path: state_path.clone(),
+        message: format!("cannot read ({e}); is this a ganlab run directory with a checkpoint?"),
+    })?;
+    let state: CheckpointState = serde_json::from_str::<CheckpointState>(&text)
+        .map_err(|e| GanError::Checkpoint {
+            path: state_path.clone(),
+            message: format!("corrupt state: {e}"),
+        })?
+        .migrate();
+    if state.tensors.contains(['/', '\\']) || !state.tensors.ends_with(".safetensors") {
+        return Err(GanError::Checkpoint {
+            path: state_path,
+            message: format!("corrupt state: tensor file {:?}", state.tensors),
+        });
+    }
+    Ok(state)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,26 +211,4 @@ mod tests {
         let text = serde_json::to_string(&st).unwrap();
         assert!(!text.contains("opt_g_steps"), "{text}");
     }
-}
-
-/// The JSON half of the newest checkpoint of `dir` (a checkpoints directory), checked.
-pub fn load_state(dir: &Path) -> Result<CheckpointState> {
-    let state_path = dir.join("state.json");
-    let text = std::fs::read_to_string(&state_path).map_err(|e| GanError::Checkpoint {
-        path: state_path.clone(),
-        message: format!("cannot read ({e}); is this a ganlab run directory with a checkpoint?"),
-    })?;
-    let state: CheckpointState = serde_json::from_str::<CheckpointState>(&text)
-        .map_err(|e| GanError::Checkpoint {
-            path: state_path.clone(),
-            message: format!("corrupt state: {e}"),
-        })?
-        .migrate();
-    if state.tensors.contains(['/', '\\']) || !state.tensors.ends_with(".safetensors") {
-        return Err(GanError::Checkpoint {
-            path: state_path,
-            message: format!("corrupt state: tensor file {:?}", state.tensors),
-        });
-    }
-    Ok(state)
 }

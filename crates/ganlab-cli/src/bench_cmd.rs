@@ -78,7 +78,11 @@ fn mib(kb: Option<u64>) -> String {
 pub fn run(o: &BenchOptions) -> anyhow::Result<()> {
     if let Some(j) = &o.json {
         if j.exists() {
-            bail!("{} exists; not overwriting it", j.display());
+            return Err(ganlab::error::GanError::Input(format!(
+                "--json {} exists; not overwriting it",
+                j.display()
+            ))
+            .into());
         }
     }
     let python = o.python.clone().unwrap_or_else(|| PathBuf::from("python3"));

@@ -48,6 +48,14 @@ fn invalid_config_is_one_line_exit_2() {
     assert!(stderr(&o).contains("gaussians25, js-toy, refine-gaussians25"));
     let o = ganlab(&["train", "--resume", "nowhere"], &d);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // Issue 18 item 14: refusing to overwrite a user's file is a usage error (exit 2).
+    std::fs::write(d.join("mine.json"), "{}").unwrap();
+    let o = ganlab(&["bench", "--json", "mine.json"], &d);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not overwriting"), "{}", stderr(&o));
+    std::fs::write(d.join("afile"), "mine").unwrap();
+    let o = ganlab(&["train", "--out", "afile", "--steps", "1"], &d);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     std::fs::remove_dir_all(d).unwrap();
 }
 

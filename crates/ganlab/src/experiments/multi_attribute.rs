@@ -330,6 +330,9 @@ pub fn run(
                     ("ours (reference-based)", true),
                 ]
             };
+            if arm != "stargan" && seed == seeds[0] {
+                fig11(&data, ed, &out.join("fig11.png"))?;
+            }
             for &(method, reference) in modes {
                 rows.push(score(method, seed, &data, ed, &judge, fid, reference)?);
                 if seed == seeds[0] {
@@ -366,6 +369,21 @@ pub fn run(
         markdown(&names, &judge_summary, &rows).as_bytes(),
     )?;
     Ok((judge_summary, rows))
+}
+
+/// fig11.png: Fig. 11's layout for gender (Man on the left, Woman on the right; the
+/// first two attributes where the config has no such names), 4 references a side.
+fn fig11(data: &AttributeData, ed: &dyn AttributeEditor, path: &Path) -> Result<()> {
+    let names = ed.attributes();
+    let at = |n: &str, d: usize| names.iter().position(|a| a == n).unwrap_or(d);
+    if names.len() < 2 {
+        return Ok(());
+    }
+    let edit = |x: &Tensor, a: &Tensor, b: &Tensor, r: &Tensor| ed.edit(x, a, b, Some(r), 0.0);
+    if let Some(g) = data.edge_reference_grid(at("Man", 0), at("Woman", 1), 4, &edit)? {
+        crate::data::write_png(path, &g)?;
+    }
+    Ok(())
 }
 
 /// The probes with each attribute flipped by `ed` ([k·p, 3, s, s], CPU).
@@ -476,7 +494,7 @@ pub fn markdown(names: &[String], judge: &serde_json::Value, rows: &[Row]) -> St
             s += &format!("| {m} | {} | {mu:.2} ± {sd:.2} |\n", v.len());
         }
     }
-    s + "\ngrid.png: the sources in the first row; then per attribute, in the config's order, one row each for StarGAN, ours label-based and ours reference-based (reference: the next source), first seed.\n"
+    s + "\ngrid.png: the sources in the first row; then per attribute, in the config's order, one row each for StarGAN, ours label-based and ours reference-based (reference: the next source), first seed.\nfig11.png (Fig. 11's layout): two sources on top, references in the edge columns (left: with Man; right: with Woman), the sources given that attribute in each reference's style in the middle, first seed.\n"
 }
 
 #[cfg(test)]
@@ -561,6 +579,9 @@ mod tests {
             "{md}"
         );
         assert!(out.join("grid.png").is_file());
+        // Fig. 11: 1 + 4 rows of 4 cells (32 px images, 2 px gaps), A on the left, B right.
+        let f = crate::data::folder::load_image(&out.join("fig11.png")).unwrap();
+        assert_eq!(f.size(), [3, 5 * 34 + 2, 4 * 34 + 2]);
         let (_, again) = run(&p, &[0], &out, false).unwrap();
         assert_eq!(again.len(), rows.len());
         assert_eq!(again[1].accuracy, rows[1].accuracy, "resumed, same scores");

@@ -155,6 +155,69 @@ impl AttributeData {
         crate::data::grid(&all, n + 1, 2)
     }
 
+    /// Fig. 11's grid (reference-based synthesis of one attribute each side): the first row
+    /// holds two sources, the first test image without attribute `jl` and the first without
+    /// `jr`; the edge columns hold `n` references, test images with `jl` (left) and with `jr`
+    /// (right), spread over the split; the middle columns are the left source given `jl`
+    /// in each left reference's style and the right source given `jr` in each right
+    /// reference's style (only that attribute changes: the conflict rule clears its group
+    /// mates); `edit(x, y_s, y_t, x_r)` is the reference-based edit. None when the test split
+    /// lacks such images.
+    pub fn edge_reference_grid(
+        &self,
+        jl: usize,
+        jr: usize,
+        n: i64,
+        edit: &dyn Fn(&Tensor, &Tensor, &Tensor, &Tensor) -> Result<Tensor>,
+    ) -> Result<Option<Tensor>> {
+        tch::manual_seed(step_seed(self.seed, u64::MAX - 3));
+        let t = self
+            .test
+            .as_ref()
+            .ok_or_else(|| GanError::Input("no test split".into()))?;
+        let col = |j: usize| -> Result<Vec<f32>> {
+            Ok(Vec::try_from(t.labels.narrow(1, j as i64, 1).view([-1]))?)
+        };
+        let mut cells: Vec<Tensor> = Vec::new();
+        let mut sides = Vec::new();
+        for j in [jl, jr] {
+            let c = col(j)?;
+            let Some(src) = c.iter().position(|&v| v == 0.0) else {
+                return Ok(None);
+            };
+            let with: Vec<i64> = (0..c.len() as i64)
+                .filter(|&i| c[i as usize] == 1.0)
+                .collect();
+            if with.is_empty() {
+                return Ok(None);
+            }
+            let picks: Vec<i64> = (0..n)
+                .map(|i| with[(i as usize * with.len()) / n as usize])
+                .collect();
+            let idx = Tensor::from_slice(&[src as i64]);
+            let (x, y) = (
+                t.images_at(&idx, self.device),
+                t.labels_at(&idx, self.device),
+            );
+            let refs = t.images_at(&Tensor::from_slice(&picks), self.device);
+            let y_t = flip_attribute(&self.cfg.mates(), &y, j).expand([n, -1], false);
+            let xs = x.expand([n, -1, -1, -1], false);
+            let out = edit(&xs, &y.expand([n, -1], false), &y_t, &refs)?;
+            sides.push((x, refs, out));
+        }
+        let blank = sides[0].0.ones_like();
+        cells.extend([blank.shallow_clone(), sides[0].0.shallow_clone()]);
+        cells.extend([sides[1].0.shallow_clone(), blank]);
+        for i in 0..n {
+            cells.push(sides[0].1.narrow(0, i, 1));
+            cells.push(sides[0].2.narrow(0, i, 1));
+            cells.push(sides[1].2.narrow(0, i, 1));
+            cells.push(sides[1].1.narrow(0, i, 1));
+        }
+        let all = Tensor::cat(&cells, 0).to_device(Device::Cpu);
+        Ok(Some(crate::data::grid(&all, 4, 2)?))
+    }
+
     /// For image i and attribute j flipped, a reference: the next test image (cyclically)
     /// whose attribute j has the target value 1 − y_ij (the image itself when none has).
     pub fn references_for(&self, n: i64, j: usize) -> Result<Tensor> {

@@ -536,6 +536,56 @@ mod tests {
         }
     }
 
+    /// Issue 18 item 4: a restored state with a short t_epl, a t_cur of 10^9 (an 8 GB
+    /// schedule before), a step outside [0, T], p outside [0, 1] or a NaN sum is an error
+    /// naming the field; the state the controller saved restores.
+    #[test]
+    fn restore_validates_every_field() {
+        let good = Diffusion::new(cfg(), 1).state().clone();
+        assert!(Diffusion::restore(cfg(), good.clone()).is_ok());
+        let cases: Vec<(DiffusionState, &str)> = vec![
+            (
+                DiffusionState {
+                    t_epl: vec![0; 3],
+                    ..good.clone()
+                },
+                "t_epl must hold",
+            ),
+            (
+                DiffusionState {
+                    t_cur: 1_000_000_000,
+                    ..good.clone()
+                },
+                "t_cur must be in",
+            ),
+            (
+                DiffusionState {
+                    t_epl: vec![999; good.t_epl.len()],
+                    ..good.clone()
+                },
+                "outside [0, T",
+            ),
+            (
+                DiffusionState {
+                    p: 2.0,
+                    ..good.clone()
+                },
+                "p must be in [0, 1]",
+            ),
+            (
+                DiffusionState {
+                    sign_sum: f64::NAN,
+                    ..good.clone()
+                },
+                "sign_sum must be finite",
+            ),
+        ];
+        for (state, want) in cases {
+            let e = Diffusion::restore(cfg(), state).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
+    }
+
     /// Mean and variance of y given (x, t) against the closed form of eq. (2), on a
     /// non-vector shape to show the stage is shape-agnostic.
     #[test]

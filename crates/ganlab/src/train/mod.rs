@@ -58,27 +58,17 @@ pub fn load_run_config(dir: &Path) -> Result<TrainConfig> {
 /// Creates `dir` for a new run (see [`crate::io::create_output_dir`]) and takes its lock. Two processes racing for one new directory: one gets the
 /// lock, the other an error; whoever locks second finds the first's files and stops.
 pub fn create_run_dir(dir: &Path) -> Result<RunLock> {
-    let taken = |m: String| {
-        GanError::Input(format!(
+    let taken = |e: GanError| match e {
+        GanError::Input(m) => GanError::Input(format!(
             "{m}, or continue that run with --resume {}",
             dir.display()
-        ))
-    };
-    crate::io::create_output_dir(dir).map_err(|e| match e {
-        GanError::Input(m) => taken(m),
+        )),
         e => e,
-    })?;
+    };
+    crate::io::create_output_dir(dir).map_err(taken)?;
     let lock = RunLock::acquire(dir)?;
-    let others = std::fs::read_dir(dir)
-        .at(dir)?
-        .flatten()
-        .any(|e| e.file_name() != crate::io::LOCK_FILE);
-    if others {
-        return Err(taken(format!(
-            "output directory {} was filled by another process meanwhile",
-            dir.display()
-        )));
-    }
+    // Checked again under the lock: another process may have filled it meanwhile.
+    crate::io::check_output_dir(dir).map_err(taken)?;
     Ok(lock)
 }
 

@@ -107,6 +107,21 @@ fn train_resume_sample_round_trip() {
     assert_eq!(&npy[..6], b"\x93NUMPY");
     let hlen = u16::from_le_bytes([npy[8], npy[9]]) as usize;
     assert_eq!(npy.len(), 10 + hlen + 100 * 2 * 4);
+    // Issue 18 item 14: NaN weights make `refine` name the tensor (was: a KRR problem).
+    let ckpt = run.join("checkpoints");
+    let (state, tensors) = ganlab::train::checkpoint::load(&ckpt).unwrap();
+    let poisoned: Vec<(&str, tch::Tensor)> = tensors
+        .iter()
+        .map(|(k, t)| {
+            let nan = k.starts_with("g.");
+            (k.as_str(), if nan { t.full_like(f64::NAN) } else { t.shallow_clone() })
+        })
+        .collect();
+    ganlab::io::write_safetensors_atomic(&ckpt.join(&state.tensors), &poisoned).unwrap();
+    let o = ganlab(&["refine", "--run", "run", "--n", "16"], &d);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("NaN") && err.contains("`g.") && !err.contains("KRR"), "{err}");
     std::fs::remove_dir_all(d).unwrap();
 }
 

@@ -46,7 +46,18 @@ pub enum GanError {
 // as `source()`: a reporter that walks the chain (`anyhow`'s `{:#}`) would print it twice.
 impl From<tch::TchError> for GanError {
     fn from(e: tch::TchError) -> Self {
-        GanError::Tch(e)
+        match e {
+            // safetensors displays its errors with `{:?}` (`IoError(Os { code: 28, … })`): a
+            // failed write (full disk) is reported as the I/O error it is, with its path.
+            tch::TchError::SafeTensorError {
+                path,
+                err: safetensors::SafeTensorError::IoError(error),
+            } => GanError::Io {
+                path: path.into(),
+                error,
+            },
+            e => GanError::Tch(e),
+        }
     }
 }
 
@@ -113,5 +124,29 @@ mod tests {
         assert!(std::error::Error::source(&e).is_none());
         let t: GanError = tch::TchError::Kind("k".into()).into();
         assert!(std::error::Error::source(&t).is_none() && t.to_string().starts_with("libtorch: "));
+    }
+
+    /// Issue 18 item 14: a full disk during a checkpoint write reads as an I/O error with
+    /// its path (was: `libtorch: safetensors error …: IoError(Os { code: 28, … })`).
+    #[test]
+    fn a_failed_safetensors_write_is_an_io_error() {
+        let full = std::io::Error::from_raw_os_error(28);
+        let e: GanError = tch::TchError::SafeTensorError {
+            path: "/run/x.tmp".into(),
+            err: safetensors::SafeTensorError::IoError(full),
+        }
+        .into();
+        let msg = e.to_string();
+        assert!(msg.starts_with("/run/x.tmp: No space left on device"), "{msg}");
+        assert!(!msg.contains("Os {"), "{msg}");
+        // On Linux, /dev/full is a full disk: the real write path says the same.
+        #[cfg(target_os = "linux")]
+        {
+            let t = tch::Tensor::zeros([4], (tch::Kind::Float, tch::Device::Cpu));
+            let e: GanError = tch::Tensor::write_safetensors(&[("t", &t)], "/dev/full")
+                .unwrap_err()
+                .into();
+            assert!(e.to_string().contains("No space left"), "{e}");
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! A mutation fuzzer for every parser of user files, on stable Rust, driven as library
-//! calls: IDX (raw and gzip), PNG (single files and folders), `.npy`, safetensors
-//! checkpoints and their `state.json`, and TOML configs. Each target starts from valid
-//! seed inputs written here (nothing is committed), mutates them (bit flips, interesting
+//! calls: IDX (raw and gzip), PNG (single files, with CRCs left as mutated and recomputed,
+//! and folders), JPEG (baseline and progressive), `.npy`, safetensors checkpoints and
+//! their `state.json`, and TOML configs. Each target starts from valid seed inputs (written
+//! here, except the two JPEGs in crates/ganlab/fixtures, made by
+//! scripts/make-jpeg-seeds.py: there is no JPEG encoder in our dependencies), mutates them (bit flips, interesting
 //! bytes, insertions, deletions, truncation, splices; for text, interesting numbers in
 //! place of numbers) and runs the parser under `catch_unwind`: any panic is a finding
 //! (its input is kept). An error is the right answer to a bad input; only panics count.
@@ -63,6 +65,24 @@ fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
         b.extend(d.to_be_bytes());
     }
     b.extend(data);
+    b
+}
+
+/// `png` with every chunk's CRC recomputed, so that a mutation inside a chunk reaches the
+/// decoder instead of stopping at the checksum (most mutants of a PNG otherwise do).
+fn fix_png_crcs(png: &[u8]) -> Vec<u8> {
+    let mut b = png.to_vec();
+    let mut at = 8;
+    while at + 12 <= b.len() {
+        let len = u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as usize;
+        let Some(end) = (at + 8).checked_add(len).filter(|&e| e + 4 <= b.len()) else {
+            break;
+        };
+        let mut crc = flate2::Crc::new();
+        crc.update(&b[at + 4..end]);
+        b[end..end + 4].copy_from_slice(&crc.sum().to_be_bytes());
+        at = end + 4;
+    }
     b
 }
 
@@ -128,6 +148,32 @@ fn targets(work: &Path) -> crate::error::Result<Vec<Target>> {
             text: false,
             run: Box::new(|b, p| {
                 let p = p.with_extension("png");
+                put(&p, b);
+                let _ = crate::data::folder::load_image(&p);
+            }),
+            weight: 4,
+        },
+        Target {
+            name: "png-crc-fixed",
+            seeds: vec![png_rgb.clone()],
+            text: false,
+            run: Box::new(|b, p| {
+                let p = p.with_extension("png");
+                put(&p, &fix_png_crcs(b));
+                let _ = crate::data::folder::load_image(&p);
+            }),
+            weight: 4,
+        },
+        Target {
+            name: "jpeg",
+            // Made by scripts/make-jpeg-seeds.py: baseline RGB 4:2:0, progressive grey.
+            seeds: vec![
+                include_bytes!("../fixtures/seed-rgb-7x5.jpg").to_vec(),
+                include_bytes!("../fixtures/seed-grey-progressive-9x6.jpg").to_vec(),
+            ],
+            text: false,
+            run: Box::new(|b, p| {
+                let p = p.with_extension("jpg");
                 put(&p, b);
                 let _ = crate::data::folder::load_image(&p);
             }),

@@ -47,7 +47,15 @@ impl ImageSpec {
             }
             None => (s, Split::Train),
         };
-        if Path::new(s).join("checkpoints").is_dir() && Path::new(s).join("config.toml").is_file() {
+        if Path::new(s).join("checkpoints").is_dir() {
+            if !Path::new(s).join("config.toml").is_file() {
+                // Not read as an image folder of its grids: that would score the wrong
+                // images without a word.
+                return Err(GanError::Input(format!(
+                    "{s}: a run directory (it has checkpoints/) without its config.toml; \
+                     restore config.toml or pass the images as a folder of their own"
+                )));
+            }
             return Ok(Self::Run(PathBuf::from(s)));
         }
         if Path::new(s).is_dir() && crate::data::folder::image_files(Path::new(s)).is_ok() {
@@ -400,6 +408,25 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 18 item 14: a run directory without config.toml is an error naming what is
+    /// missing, not an image folder of its grids scored without a word.
+    #[test]
+    fn a_run_without_its_config_is_not_an_image_folder() {
+        let dir = std::env::temp_dir().join(format!("ganlab-noconf-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("checkpoints")).unwrap();
+        let img = Tensor::zeros([3, 4, 4], (Kind::Float, Device::Cpu));
+        crate::data::write_png(&dir.join("grid.png"), &img).unwrap();
+        let e = ImageSpec::parse(dir.to_str().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("without its config.toml"), "{e}");
+        assert!(e.is_user_error());
+        std::fs::write(dir.join("config.toml"), "").unwrap();
+        assert!(matches!(
+            ImageSpec::parse(dir.to_str().unwrap()),
+            Ok(ImageSpec::Run(_))
+        ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     /// Issue 18 items 2, 3 and 8: bad `--n` and `--size` are config errors naming the flag;
     /// .npy files of shape (), (0, 3, 8, 8), (2, 2, 8, 8), with a negative or overflowing

@@ -403,6 +403,28 @@ struct TaskView<'a> {
     attribute_classifier: Option<&'a ClassifierConfig>,
 }
 
+/// Fills the fields a user left out of an optimizer section (`[optim.g]`,
+/// `[bridgegan.optim.d]`, …: any table that is `kind` + `lr` in `defaults`) from the
+/// task's default for that section, so that `[ugatit.optim.g] lr = 5e-5` keeps U-GAT-IT's
+/// weight decay and schedule rather than needing every field or falling back to generic
+/// ones. Other sections are left alone: their structs take missing fields from their own
+/// `Default`.
+fn fill_optimizer_defaults(user: &mut toml::Table, defaults: &toml::Table) {
+    for (key, default) in defaults {
+        let (Some(toml::Value::Table(u)), toml::Value::Table(d)) = (user.get_mut(key), default)
+        else {
+            continue;
+        };
+        if d.contains_key("kind") && d.contains_key("lr") {
+            for (k, v) in d {
+                u.entry(k).or_insert_with(|| v.clone());
+            }
+        } else {
+            fill_optimizer_defaults(u, d);
+        }
+    }
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
@@ -493,9 +515,17 @@ impl TrainConfig {
                 message: e.message().trim_end().to_string() + &place.unwrap_or_default(),
             }
         };
-        // Checked as written first, so that errors point at the user's line.
-        toml::from_str::<Self>(text).map_err(parse_error)?;
+        // Checked as written first, so that errors point at the user's line; an error that
+        // the task's optimizer defaults repair (a partial `[optim.g]`) is not one.
+        let as_written = toml::from_str::<Self>(text);
         let mut table: toml::Table = toml::from_str(text).map_err(parse_error)?;
+        let defaults = toml::Table::try_from(Self::default()).expect("config is always serializable");
+        fill_optimizer_defaults(&mut table, &defaults);
+        if let Err(e) = as_written {
+            if toml::Value::Table(table.clone()).try_into::<Self>().is_err() {
+                return Err(parse_error(e));
+            }
+        }
         if table.is_empty() && sets.is_empty() {
             // Most likely the wrong file: training the defaults from it would be silent.
             return Err(GanError::ConfigParse {
@@ -507,6 +537,7 @@ impl TrainConfig {
         }
         if !sets.is_empty() {
             apply_overrides(&mut table, sets)?;
+            fill_optimizer_defaults(&mut table, &defaults);
             toml::Value::Table(table.clone())
                 .try_into::<Self>()
                 .map_err(|e| GanError::ConfigParse {
@@ -787,6 +818,35 @@ mod tests {
         let partial = format!("{images}[diffusion]\nsampling = \"uniform\"\n");
         let img = TrainConfig::from_toml_str(&partial, p).unwrap();
         assert_eq!((img.diffusion.sigma, img.diffusion.t_max), (0.05, 1000));
+    }
+
+    /// Issue 18 item 14: a partial optimizer section takes the rest from the task's default
+    /// for it (was: "missing field `kind`"), in a file and through --set.
+    #[test]
+    fn partial_optimizer_sections_keep_the_task_defaults() {
+        let p = Path::new("x.toml");
+        let gan = TrainConfig::from_toml_str("[optim.g]\nlr = 1e-4\n", p).unwrap();
+        let want = OptimizerConfig {
+            lr: 1e-4,
+            ..OptimizerConfig::adam(2e-4)
+        };
+        assert_eq!((&gan.optim.g, &gan.optim.d), (&want, &OptimizerConfig::adam(2e-4)));
+        let ugatit = "[task]\nkind = \"ugatit\"\n[ugatit.optim.g]\nlr = 5e-5\n";
+        let u = TrainConfig::from_toml_str(ugatit, p).unwrap();
+        let base = UgatitConfig::default().optim.g;
+        assert_ne!(base.weight_decay, 0.0, "U-GAT-IT's default decays weights");
+        assert_eq!(u.ugatit.optim.g, OptimizerConfig { lr: 5e-5, ..base });
+        let set = TrainConfig::from_toml_with(
+            "[task]\nkind = \"bridgegan\"\n",
+            p,
+            &["bridgegan.optim.d.beta2=0.99".into()],
+        )
+        .unwrap();
+        let base = BridgeConfig::default().optim.d;
+        assert_eq!(set.bridgegan.optim.d, OptimizerConfig { beta2: 0.99, ..base });
+        // A wrong value in a partial section still names its line.
+        let e = TrainConfig::from_toml_str("[optim.g]\nlr = \"fast\"\n", p).unwrap_err();
+        assert!(e.to_string().contains("line 2"), "{e}");
     }
 }
 

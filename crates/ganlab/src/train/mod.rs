@@ -18,6 +18,7 @@ pub mod config;
 pub mod log;
 pub mod networks;
 pub mod optim;
+
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -134,12 +135,7 @@ impl Trainer {
     pub fn resume(dir: &Path, steps: Option<u64>, device: Option<&str>) -> Result<Self> {
         let mut cfg = load_run_config(dir)?;
         if let Some(d) = device {
-            if !crate::device::same_device(d, &cfg.run.device)? {
-                return Err(GanError::Input(format!(
-                    "--device {d} differs from the run's device {}; resume on the same device",
-                    cfg.run.device
-                )));
-            }
+            cfg.run.device = resume_device(d, &cfg.run.device)?;
         }
         if let Some(s) = steps {
             cfg.run.steps = s;
@@ -391,4 +387,18 @@ fn grid_files(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
+}
+
+/// The device a resumed run continues on when the user names one: a run that chose its
+/// device itself (`auto`) takes the one named (it may have trained on the CPU of a machine
+/// without a GPU; the continuation on another device is not bit-identical to staying);
+/// a run that named a device keeps it, and naming another one is refused.
+pub fn resume_device(asked: &str, run: &str) -> Result<String> {
+    crate::device::parse_device(asked)?;
+    if run == "auto" || crate::device::same_device(asked, run)? {
+        return Ok(if run == "auto" { asked } else { run }.to_string());
+    }
+    Err(GanError::Input(format!(
+        "--device {asked} differs from the run's device {run}; resume on the same device"
+    )))
 }

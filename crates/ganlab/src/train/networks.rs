@@ -199,7 +199,11 @@ impl Groups {
         let _guard = tch::no_grad_guard();
         for g in &mut self.0 {
             let device = g.vs.device();
-            for (name, mut var) in g.vs.variables() {
+            // In name order (variables() is a hash map): the first bad tensor reported is
+            // the same one every run.
+            let mut vars: Vec<(String, Tensor)> = g.vs.variables().into_iter().collect();
+            vars.sort_by(|a, b| a.0.cmp(&b.0));
+            for (name, mut var) in vars {
                 let key = format!("{}.{name}", g.name);
                 let src = named(tensors, &key).ok_or_else(|| {
                     err(format!(

@@ -653,3 +653,38 @@ fn ada_kimg_counts_images_seen_by_d() {
     assert!((ps[3] - step).abs() < 1e-12, "p = {}, want {step}", ps[3]);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Issue 18 item 14: `--resume --device cpu` on a run whose device is `auto` is accepted
+/// (was refused on a GPU machine although the run trained on a CPU); a run that named a
+/// device is held to it; a misspelt device names the field.
+#[test]
+fn resume_device_rule() {
+    assert_eq!(super::resume_device("cpu", "auto").unwrap(), "cpu");
+    assert_eq!(super::resume_device("cuda:0", "cuda").unwrap(), "cuda");
+    assert_eq!(super::resume_device("cpu", "cpu").unwrap(), "cpu");
+    let e = super::resume_device("cuda", "cpu").unwrap_err().to_string();
+    assert!(e.contains("differs from the run's device cpu"), "{e}");
+    let e = super::resume_device("tpu", "auto").unwrap_err().to_string();
+    assert!(e.contains("run.device"), "{e}");
+}
+
+/// Issue 18 item 14: a checkpoint of another model width names the same tensor on every
+/// attempt (the alphabetically first that does not fit; was: whichever a hash map gave).
+#[test]
+fn shape_mismatch_names_one_tensor_every_time() {
+    let _rng = crate::test_rng_lock();
+    let d = tmp("shape-mismatch");
+    Trainer::new(tiny_config(2), &d)
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    let toml = std::fs::read_to_string(d.join("config.toml")).unwrap();
+    assert!(toml.contains("hidden = 16"));
+    std::fs::write(d.join("config.toml"), toml.replace("hidden = 16", "hidden = 24")).unwrap();
+    let msgs: Vec<String> = (0..4)
+        .map(|_| crate::run::Run::open(&d).unwrap_err().to_string())
+        .collect();
+    assert!(msgs.iter().all(|m| *m == msgs[0]), "{msgs:?}");
+    assert!(msgs[0].contains("has shape") && msgs[0].contains("`g."), "{}", msgs[0]);
+    std::fs::remove_dir_all(d).unwrap();
+}

@@ -103,10 +103,13 @@ impl AttributeData {
     }
 
     /// The fixed probes: `probes` test images spread over the split, and their labels.
+    /// Probe i is image (i·⌊n/k⌋ + i) mod n: the extra +i keeps a split whose labels repeat
+    /// with period ⌊n/k⌋ (the emoji set's 288 test images cycle through 36 = 2 vendors × 3
+    /// genders × 6 skin tones, and 288/8 = 36) from showing one label configuration k times.
     pub fn probes(&self) -> Option<(Tensor, Tensor)> {
         let t = self.test.as_ref()?;
-        let k = self.probes.min(t.len());
-        let idx = Tensor::from_slice(&(0..k).map(|i| i * t.len() / k).collect::<Vec<i64>>());
+        let (n, k) = (t.len(), self.probes.min(t.len()));
+        let idx = Tensor::from_slice(&probe_indices(n, k));
         Some((
             t.images_at(&idx, self.device),
             t.labels_at(&idx, self.device),
@@ -156,8 +159,8 @@ impl AttributeData {
     }
 
     /// Fig. 11's grid (reference-based synthesis of one attribute each side): the first row
-    /// holds two sources, the first test image without attribute `jl` and the first without
-    /// `jr`; the edge columns hold `n` references, test images with `jl` (left) and with `jr`
+    /// holds two sources, for `jl` and for `jr` (see [`source_for`]: a test image without
+    /// the attribute, preferably one with a group mate, e.g. a woman for Man); the edge columns hold `n` references, test images with `jl` (left) and with `jr`
     /// (right), spread over the split; the middle columns are the left source given `jl`
     /// in each left reference's style and the right source given `jr` in each right
     /// reference's style (only that attribute changes: the conflict rule clears its group
@@ -180,11 +183,14 @@ impl AttributeData {
         };
         let mut cells: Vec<Tensor> = Vec::new();
         let mut sides = Vec::new();
+        let mates = self.cfg.mates();
+        let mut taken = Vec::new();
         for j in [jl, jr] {
             let c = col(j)?;
-            let Some(src) = c.iter().position(|&v| v == 0.0) else {
+            let Some(src) = source_for(&c, &mates[j], &col, &taken)? else {
                 return Ok(None);
             };
+            taken.push(src);
             let with: Vec<i64> = (0..c.len() as i64)
                 .filter(|&i| c[i as usize] == 1.0)
                 .collect();
@@ -346,6 +352,33 @@ impl AttributeData {
         }
         Ok(s)
     }
+}
+
+/// The probe indices (i·⌊n/k⌋ + i) mod n, i < k (see [`AttributeData::probes`]).
+pub fn probe_indices(n: i64, k: i64) -> Vec<i64> {
+    (0..k).map(|i| (i * (n / k.max(1)) + i) % n.max(1)).collect()
+}
+
+/// Fig. 11's source for attribute j, whose label column is `c`: the first test image
+/// without j that has one of j's group `mates` (so the edit is a real change, e.g. a woman
+/// made a man) and is not `taken` by the other side; else the first without j not taken;
+/// else the first without j. None when every image has j.
+pub fn source_for(
+    c: &[f32],
+    mates: &[usize],
+    col: &dyn Fn(usize) -> Result<Vec<f32>>,
+    taken: &[usize],
+) -> Result<Option<usize>> {
+    let mate_cols = mates.iter().map(|&m| col(m)).collect::<Result<Vec<_>>>()?;
+    let without: Vec<usize> = (0..c.len()).filter(|&i| c[i] == 0.0).collect();
+    let free = |i: &&usize| !taken.contains(i);
+    Ok(without
+        .iter()
+        .filter(free)
+        .find(|&&i| mate_cols.iter().any(|m| m[i] == 1.0))
+        .or_else(|| without.iter().find(free))
+        .or(without.first())
+        .copied())
 }
 
 /// The share of entries where `logits` > 0 agrees with `target` ∈ {0, 1}.
@@ -585,5 +618,41 @@ impl<M: AttributeModel> AttributeEditor for M {
         let dev = |t: &Tensor| t.to_device(self.device());
         let r = x_r.map(dev);
         Ok(self.generate(&dev(x), &dev(y_s), &dev(y_t), r.as_ref(), alpha))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_do_not_alias_a_periodic_split() {
+        // The emoji test split: 288 images, labels with period 36; 8 probes.
+        let idx = probe_indices(288, 8);
+        assert_eq!(idx, vec![0, 37, 74, 111, 148, 185, 222, 259]);
+        let phases: std::collections::BTreeSet<i64> = idx.iter().map(|i| i % 36).collect();
+        assert_eq!(phases.len(), 8, "every probe at a different phase of the period");
+        assert!(probe_indices(5, 5).iter().all(|&i| i < 5));
+        assert_eq!(probe_indices(3, 3), vec![0, 2, 1]);
+    }
+
+    #[test]
+    fn fig11_source_prefers_a_group_mate() {
+        // Columns: Man (0), Woman (1); images: neutral, man, woman, neutral.
+        let cols = [vec![0.0, 1.0, 0.0, 0.0], vec![0.0, 0.0, 1.0, 0.0]];
+        let col = |j: usize| -> Result<Vec<f32>> { Ok(cols[j].clone()) };
+        // For Man: a woman (image 2), not the neutral image 0.
+        assert_eq!(source_for(&cols[0], &[1], &col, &[]).unwrap(), Some(2));
+        // For Woman: a man (image 1).
+        assert_eq!(source_for(&cols[1], &[0], &col, &[2]).unwrap(), Some(1));
+        // No mates: the first without the attribute that is not taken.
+        assert_eq!(source_for(&cols[0], &[], &col, &[0]).unwrap(), Some(2));
+        // Everything taken: still the first without it.
+        assert_eq!(
+            source_for(&cols[0], &[], &col, &[0, 2, 3]).unwrap(),
+            Some(0)
+        );
+        // Every image has it: none.
+        assert_eq!(source_for(&[1.0, 1.0], &[], &col, &[]).unwrap(), None);
     }
 }

@@ -80,8 +80,13 @@ impl Default for BridgeOptim {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BridgeConfig {
-    /// λ_cls of G's classification term (D's is 1).
+    /// λ_cls of G's classification term.
     pub cls_weight: f64,
+    /// Weight of D/C's classification term on real images (supplement and code: 1). The
+    /// code's BCE is a mean over attributes; StarGAN's is a sum, i.e. this weight = k. At 1,
+    /// C stays near the all-zeros floor for the first thousand steps on emoji
+    /// (docs/ATTRIBUTES.md, "Why BridgeGAN does not edit yet").
+    pub d_cls_weight: f64,
     /// λ_rec.
     pub rec_weight: f64,
     /// λ_cyc, per cycle term.
@@ -112,6 +117,7 @@ impl Default for BridgeConfig {
     fn default() -> Self {
         Self {
             cls_weight: 10.0,
+            d_cls_weight: 1.0,
             rec_weight: 100.0,
             cyc_weight: 100.0,
             ak_weight: 100.0,
@@ -133,6 +139,7 @@ impl BridgeConfig {
     pub fn validate(&self, prefix: &str) -> Result<()> {
         for (f, v) in [
             ("cls_weight", self.cls_weight),
+            ("d_cls_weight", self.d_cls_weight),
             ("rec_weight", self.rec_weight),
             ("cyc_weight", self.cyc_weight),
             ("ak_weight", self.ak_weight),
@@ -301,7 +308,7 @@ impl BridgeGan {
             &eps,
             c.gp_weight,
         );
-        let d_cls = bce_logits(&cls.narrow(0, 0, m), &b.y_s);
+        let d_cls = bce_logits(&cls.narrow(0, 0, m), &b.y_s) * c.d_cls_weight;
         let loss = -&wd + &gp + &d_cls;
         let opt = self.groups.get_mut("d").opt_mut();
         opt.zero_grad();

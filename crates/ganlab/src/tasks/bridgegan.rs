@@ -80,6 +80,10 @@ impl Default for BridgeOptim {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BridgeConfig {
+    /// Weight of the adversarial terms, D's (−W + λ_gp·GP) and G's (supplement: 1). 0 trains
+    /// D/C as a classifier only: a diagnostic of how fast C learns the attributes when the
+    /// critic does not share its trunk (docs/ATTRIBUTES.md).
+    pub adv_weight: f64,
     /// λ_cls of G's classification term.
     pub cls_weight: f64,
     /// Weight of D/C's classification term on real images (supplement and code: 1). The
@@ -116,6 +120,7 @@ pub struct BridgeConfig {
 impl Default for BridgeConfig {
     fn default() -> Self {
         Self {
+            adv_weight: 1.0,
             cls_weight: 10.0,
             d_cls_weight: 1.0,
             rec_weight: 100.0,
@@ -138,6 +143,7 @@ impl BridgeConfig {
     /// Checks every field; `prefix` names the section.
     pub fn validate(&self, prefix: &str) -> Result<()> {
         for (f, v) in [
+            ("adv_weight", self.adv_weight),
             ("cls_weight", self.cls_weight),
             ("d_cls_weight", self.d_cls_weight),
             ("rec_weight", self.rec_weight),
@@ -309,7 +315,7 @@ impl BridgeGan {
             c.gp_weight,
         );
         let d_cls = bce_logits(&cls.narrow(0, 0, m), &b.y_s) * c.d_cls_weight;
-        let loss = -&wd + &gp + &d_cls;
+        let loss = (-&wd + &gp) * c.adv_weight + &d_cls;
         let opt = self.groups.get_mut("d").opt_mut();
         opt.zero_grad();
         loss.backward();
@@ -373,7 +379,7 @@ impl BridgeGan {
         let part = |i: i64| out.narrow(0, i * m, m);
         let (x_l, x_ref) = (part(0), part(1));
         let (adv, cls) = n.dc.forward(&out.narrow(0, 0, 3 * m));
-        let g_adv = -adv.mean(Kind::Float);
+        let g_adv = -adv.mean(Kind::Float) * c.adv_weight;
         let g_cls = bce_logits(&cls, &b.y_t.repeat([3, 1])) * c.cls_weight;
         let rec = (l1(&b.x, &part(4)) + l1(&b.x, &part(5))) * (0.5 * c.rec_weight);
         let cyc = (l1(&s_rand, &(n.e.forward(&x_l.detach(), &d) + &e_s))

@@ -117,8 +117,8 @@ enum Command {
     Experiment {
         /// Experiment name.
         name: String,
-        /// A config instead of the built-in one: configs/gaussians25-fig5.toml (a training
-        /// config) for gaussians25, configs/refine-*.toml for refine-*.
+        /// A config instead of the built-in one: configs/gaussians25-diffusion.toml (a
+        /// training config) for gaussians25, configs/refine-*.toml for refine-*.
         #[arg(long)]
         config: Option<PathBuf>,
         /// Data directory (default: $GANLAB_DATA, else ./data).
@@ -130,8 +130,8 @@ enum Command {
         out: Option<PathBuf>,
         #[command(flatten)]
         overrides: Overrides,
-        /// Seeds to run every arm at, e.g. 0,1 (translation-emoji, ladiffgan-emoji,
-        /// multi-attribute-emoji; default: run.seed).
+        /// Seeds to run every arm at, e.g. 0,1,2 (gaussians25, translation-emoji,
+        /// ladiffgan-emoji, multi-attribute-emoji; default: run.seed).
         #[arg(long, value_delimiter = ',')]
         seeds: Vec<u64>,
         /// No progress bar.
@@ -416,7 +416,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(d) = device {
                 ov.set.push(format!("run.device={d:?}"));
             }
-            let cfg = ov.load(config.as_deref(), || Ok(TrainConfig::default()))?;
+            let cfg = ov.load(config.as_deref(), || Ok(TrainConfig::built_in()))?;
             let dir = out.unwrap_or_else(|| default_dir(&cfg.run.name));
             let mut t = Trainer::new(cfg, &dir)?;
             eprintln!(
@@ -577,10 +577,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let dir = out.unwrap_or_else(|| default_dir(&format!("experiment-{name}")));
             anyhow::ensure!(
                 seeds.is_empty()
-                    || ["translation-emoji", "ladiffgan-emoji", "multi-attribute-emoji"]
-                        .contains(&name.as_str()),
+                    || [
+                        "gaussians25",
+                        "translation-emoji",
+                        "ladiffgan-emoji",
+                        "multi-attribute-emoji"
+                    ]
+                    .contains(&name.as_str()),
                 GanError::Input(format!(
-                    "--seeds applies to translation-emoji, ladiffgan-emoji and multi-attribute-emoji only, not {name}"
+                    "--seeds applies to gaussians25, translation-emoji, ladiffgan-emoji and multi-attribute-emoji only, not {name}"
                 ))
             );
             if name.starts_with("refine-") {
@@ -612,8 +617,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             match name.as_str() {
                 "gaussians25" => {
                     let base = overrides.load(config.as_deref(), gaussians25::built_in)?;
+                    let seeds = if seeds.is_empty() {
+                        vec![base.run.seed]
+                    } else {
+                        seeds
+                    };
                     ganlab::io::create_output_dir(&dir)?;
-                    let rows = gaussians25::run(&base, &dir, !quiet)?;
+                    let rows = gaussians25::run(&base, &seeds, &dir, !quiet)?;
                     println!("{}", gaussians25::table_markdown(&rows));
                     println!("figure: {}", dir.join("figure.svg").display());
                     Ok(())

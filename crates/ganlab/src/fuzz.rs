@@ -351,7 +351,7 @@ pub fn run(
         .iter()
         .filter(|t| only.is_none_or(|o| t.name.contains(o)))
     {
-        let n = (budget * t.weight / total_weight).max(1);
+        let n = (budget * t.weight).div_ceil(total_weight).max(1);
         let mut rng = SplitMix64::new(seed ^ crate::rng::mix64(t.name.len() as u64 + t.weight));
         // Mutants of mutants too: a small corpus grown from the seeds.
         let mut corpus = t.seeds.clone();

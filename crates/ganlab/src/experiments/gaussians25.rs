@@ -19,16 +19,17 @@ use crate::train::{TrainConfig, Trainer};
 pub struct Row {
     /// "vanilla" or "diffusion".
     pub method: String,
+    /// run.seed of both arms.
+    pub seed: u64,
     /// Final summary of the run.
     pub summary: Summary,
 }
 
-/// The built-in base config of the experiment, configs/gaussians25-fig5.toml.
+/// The built-in base config of the experiment: `ganlab train`'s built-in run
+/// ([`TrainConfig::built_in`]), so that the default run and the experiment's Diffusion-GAN
+/// arm are one config.
 pub fn built_in() -> Result<TrainConfig> {
-    TrainConfig::from_toml_str(
-        include_str!("../../../../configs/gaussians25-fig5.toml"),
-        Path::new("configs/gaussians25-fig5.toml"),
-    )
+    Ok(TrainConfig::built_in())
 }
 
 /// The two configs compared: the default Diffusion-GAN config and the same with the
@@ -43,14 +44,25 @@ pub fn configs(base: &TrainConfig) -> [(String, TrainConfig); 2] {
     [("vanilla".into(), vanilla), ("diffusion".into(), diffusion)]
 }
 
-/// Runs both and writes figure.svg, results.json, results.md and report.html into `out`.
-pub fn run(base: &TrainConfig, out: &Path, show_progress: bool) -> Result<Vec<Row>> {
+/// Runs both arms at each of `seeds` (run directories `<method>` for one seed,
+/// `<method>-s<seed>` for several) and writes figure.svg (samples of every run; D(real),
+/// D(fake) of the first seed), results.json, results.md and report.html into `out`.
+pub fn run(base: &TrainConfig, seeds: &[u64], out: &Path, show_progress: bool) -> Result<Vec<Row>> {
     std::fs::create_dir_all(out).at(out)?;
     let mut rows = Vec::new();
     let mut panels = Vec::new();
     let mut curves = Vec::new();
-    for (method, cfg) in configs(base) {
-        let dir = out.join(&method);
+    let runs = seeds.iter().flat_map(|&seed| {
+        configs(base).map(move |(method, mut cfg)| {
+            cfg.run.seed = seed;
+            (method, seed, cfg)
+        })
+    });
+    for (method, seed, cfg) in runs {
+        let dir = match seeds.len() {
+            1 => out.join(&method),
+            _ => out.join(format!("{method}-s{seed}")),
+        };
         let mut t = Trainer::new(cfg, &dir)?;
         let summary = Summary::from_value(if show_progress {
             t.run(&mut ProgressBar::new(&method))?
@@ -62,13 +74,22 @@ pub fn run(base: &TrainConfig, out: &Path, show_progress: bool) -> Result<Vec<Ro
             .generative()
             .expect("the GAN task generates from noise");
         let samples = gen.sample(t.config().run.eval_samples, t.config().run.seed);
-        let title = format!("{method}: {}/25 modes", summary.modes_covered.unwrap_or(0));
+        let title = format!(
+            "{method}, seed {seed}: {}/25 modes",
+            summary.modes_covered.unwrap_or(0)
+        );
         panels.push(scatter_svg(t.config(), &samples, &title)?);
-        curves.push(d_outputs_curve(
-            t.rows(),
-            &format!("{method}: D(real), D(fake)"),
-        ));
-        rows.push(Row { method, summary });
+        if seed == seeds[0] {
+            curves.push(d_outputs_curve(
+                t.rows(),
+                &format!("{method}, seed {seed}: D(real), D(fake)"),
+            ));
+        }
+        rows.push(Row {
+            method,
+            seed,
+            summary,
+        });
     }
     let scatter_panels: Vec<String> = panels
         .iter()
@@ -93,6 +114,7 @@ pub fn run(base: &TrainConfig, out: &Path, show_progress: bool) -> Result<Vec<Ro
     r.table(
         &[
             "method",
+            "seed",
             "modes covered",
             "high-quality fraction",
             "mode KL",
@@ -112,6 +134,7 @@ fn table_rows(rows: &[Row]) -> Vec<Vec<String>> {
             let s = &r.summary;
             vec![
                 r.method.clone(),
+                r.seed.to_string(),
                 format!(
                     "{}/{}",
                     s.modes_covered.unwrap_or(0),
@@ -128,7 +151,7 @@ fn table_rows(rows: &[Row]) -> Vec<Vec<String>> {
 
 /// The comparison as a Markdown table.
 pub fn table_markdown(rows: &[Row]) -> String {
-    let mut s = String::from("| method | modes covered | high-quality fraction | mode KL | final T | seconds |\n|---|---|---|---|---|---|\n");
+    let mut s = String::from("| method | seed | modes covered | high-quality fraction | mode KL | final T | seconds |\n|---|---|---|---|---|---|---|\n");
     for r in table_rows(rows) {
         s.push_str(&format!("| {} |\n", r.join(" | ")));
     }
@@ -162,13 +185,14 @@ mod tests {
         small.run.eval_samples = 200;
         let out = std::env::temp_dir().join(format!("ganlab-g25-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&out);
-        let rows = run(&small, &out, false).unwrap();
-        assert_eq!(rows.len(), 2);
+        let rows = run(&small, &[0, 1], &out, false).unwrap();
+        assert_eq!(rows.len(), 4);
+        assert_eq!((rows[0].seed, rows[3].seed), (0, 1));
         for f in ["figure.svg", "results.json", "results.md", "report.html"] {
             assert!(out.join(f).is_file(), "{f}");
         }
-        assert!(out.join("vanilla/summary.json").is_file());
-        assert!(out.join("diffusion/summary.json").is_file());
+        assert!(out.join("vanilla-s0/summary.json").is_file());
+        assert!(out.join("diffusion-s1/summary.json").is_file());
         std::fs::remove_dir_all(&out).unwrap();
     }
 }

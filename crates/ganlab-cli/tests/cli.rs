@@ -114,14 +114,24 @@ fn train_resume_sample_round_trip() {
         .iter()
         .map(|(k, t)| {
             let nan = k.starts_with("g.");
-            (k.as_str(), if nan { t.full_like(f64::NAN) } else { t.shallow_clone() })
+            (
+                k.as_str(),
+                if nan {
+                    t.full_like(f64::NAN)
+                } else {
+                    t.shallow_clone()
+                },
+            )
         })
         .collect();
     ganlab::io::write_safetensors_atomic(&ckpt.join(&state.tensors), &poisoned).unwrap();
     let o = ganlab(&["refine", "--run", "run", "--n", "16"], &d);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("NaN") && err.contains("`g.") && !err.contains("KRR"), "{err}");
+    assert!(
+        err.contains("NaN") && err.contains("`g.") && !err.contains("KRR"),
+        "{err}"
+    );
     std::fs::remove_dir_all(d).unwrap();
 }
 

@@ -137,7 +137,10 @@ mod tests {
         }
         .into();
         let msg = e.to_string();
-        assert!(msg.starts_with("/run/x.tmp: No space left on device"), "{msg}");
+        assert!(
+            msg.starts_with("/run/x.tmp: No space left on device"),
+            "{msg}"
+        );
         assert!(!msg.contains("Os {"), "{msg}");
         // On Linux, /dev/full is a full disk: the real write path says the same.
         #[cfg(target_os = "linux")]

@@ -356,7 +356,9 @@ impl AttributeData {
 
 /// The probe indices (i·⌊n/k⌋ + i) mod n, i < k (see [`AttributeData::probes`]).
 pub fn probe_indices(n: i64, k: i64) -> Vec<i64> {
-    (0..k).map(|i| (i * (n / k.max(1)) + i) % n.max(1)).collect()
+    (0..k)
+        .map(|i| (i * (n / k.max(1)) + i) % n.max(1))
+        .collect()
 }
 
 /// Fig. 11's source for attribute j, whose label column is `c`: the first test image
@@ -631,7 +633,11 @@ mod tests {
         let idx = probe_indices(288, 8);
         assert_eq!(idx, vec![0, 37, 74, 111, 148, 185, 222, 259]);
         let phases: std::collections::BTreeSet<i64> = idx.iter().map(|i| i % 36).collect();
-        assert_eq!(phases.len(), 8, "every probe at a different phase of the period");
+        assert_eq!(
+            phases.len(),
+            8,
+            "every probe at a different phase of the period"
+        );
         assert!(probe_indices(5, 5).iter().all(|&i| i < 5));
         assert_eq!(probe_indices(3, 3), vec![0, 2, 1]);
     }

@@ -680,11 +680,19 @@ fn shape_mismatch_names_one_tensor_every_time() {
         .unwrap();
     let toml = std::fs::read_to_string(d.join("config.toml")).unwrap();
     assert!(toml.contains("hidden = 16"));
-    std::fs::write(d.join("config.toml"), toml.replace("hidden = 16", "hidden = 24")).unwrap();
+    std::fs::write(
+        d.join("config.toml"),
+        toml.replace("hidden = 16", "hidden = 24"),
+    )
+    .unwrap();
     let msgs: Vec<String> = (0..4)
         .map(|_| crate::run::Run::open(&d).unwrap_err().to_string())
         .collect();
     assert!(msgs.iter().all(|m| *m == msgs[0]), "{msgs:?}");
-    assert!(msgs[0].contains("has shape") && msgs[0].contains("`g."), "{}", msgs[0]);
+    assert!(
+        msgs[0].contains("has shape") && msgs[0].contains("`g."),
+        "{}",
+        msgs[0]
+    );
     std::fs::remove_dir_all(d).unwrap();
 }

@@ -67,6 +67,23 @@ struct GanState {
     diffusion: DiffusionState,
 }
 
+/// The first `n` images (and labels) of `set`; all when `n` is 0 (`data.idx.max_images`).
+pub fn first_images(set: crate::data::ImageSet, n: i64) -> Result<crate::data::ImageSet> {
+    if n == 0 {
+        return Ok(set);
+    }
+    if n > set.len() {
+        return Err(GanError::config(
+            "data.idx.max_images",
+            format!("is {n}, but the data holds {} images", set.len()),
+        ));
+    }
+    Ok(crate::data::ImageSet {
+        images: set.images.narrow(0, 0, n),
+        labels: set.labels.map(|l| l.narrow(0, 0, n)),
+    })
+}
+
 /// The data sampler the config names; image data must fit the model's image shape.
 pub fn make_sampler(cfg: &TrainConfig) -> Result<Box<dyn Sampler>> {
     Ok(match cfg.data.source {
@@ -88,6 +105,7 @@ pub fn make_sampler(cfg: &TrainConfig) -> Result<Box<dyn Sampler>> {
                 }
                 (Err(e), _) => return Err(e),
             };
+            let set = first_images(set, cfg.data.idx.max_images)?;
             let s = set.images.size();
             if let Some((field, [c, h, w])) = cfg.model.image_shape() {
                 if s[1] != c || s[2] != h || s[3] != w {
@@ -556,5 +574,38 @@ impl Generative for GanTask {
 
     fn config(&self) -> &TrainConfig {
         &self.cfg
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind, Tensor};
+
+    /// `data.idx.max_images`: the first n images and their labels; 0 keeps all; more than
+    /// the set holds, or a value outside [0, 10^7], is an error naming the field.
+    #[test]
+    fn limited_data_takes_the_first_images() {
+        let set = || crate::data::ImageSet {
+            images: Tensor::arange(5, (Kind::Float, Device::Cpu)).view([5, 1, 1, 1]),
+            labels: Some(Tensor::arange(5, (Kind::Int64, Device::Cpu)) * 10),
+        };
+        let three = first_images(set(), 3).unwrap();
+        assert_eq!(
+            Vec::<f32>::try_from(three.images.view([-1])).unwrap(),
+            [0.0, 1.0, 2.0]
+        );
+        let labels = Vec::<i64>::try_from(three.labels.unwrap()).unwrap();
+        assert_eq!(labels, [0, 10, 20]);
+        assert_eq!(first_images(set(), 0).unwrap().len(), 5);
+        let e = first_images(set(), 6).unwrap_err().to_string();
+        assert!(
+            e.contains("data.idx.max_images") && e.contains("holds 5"),
+            "{e}"
+        );
+        let mut cfg = TrainConfig::default();
+        cfg.data.idx.max_images = -1;
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("data.idx.max_images"), "{e}");
     }
 }

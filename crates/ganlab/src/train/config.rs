@@ -199,6 +199,11 @@ pub struct IdxDataConfig {
     pub dir: std::path::PathBuf,
     /// `train` or `test`.
     pub split: String,
+    /// Train on the first N images of the split only (0: all): a limited-data run
+    /// (Diffusion-GAN §4.3). The first N in file order — MNIST, Fashion-MNIST and CIFAR-10
+    /// files are not sorted by class; a folder is read in file-name order — so every seed
+    /// trains on the same subset. More than the split holds is an error.
+    pub max_images: i64,
 }
 
 impl Default for IdxDataConfig {
@@ -206,9 +211,13 @@ impl Default for IdxDataConfig {
         Self {
             dir: "data/mnist".into(),
             split: "train".into(),
+            max_images: 0,
         }
     }
 }
+
+/// The largest `data.idx.max_images` (10^7: more than any set ganlab reads).
+pub const MAX_SUBSET: i64 = 10_000_000;
 
 impl IdxDataConfig {
     /// The split as a [`crate::data::Split`].
@@ -744,6 +753,15 @@ impl TrainConfig {
         self.model.sngan.validate("model.sngan")?;
         self.model.conditional.validate("model.conditional")?;
         self.data.idx.split()?;
+        if !(0..=MAX_SUBSET).contains(&self.data.idx.max_images) {
+            return Err(GanError::config(
+                "data.idx.max_images",
+                format!(
+                    "must be in [0, {MAX_SUBSET}] (0: every image), got {}",
+                    self.data.idx.max_images
+                ),
+            ));
+        }
         match (self.data.source, self.model.family) {
             (DataSource::Toy2d, ModelFamily::Mlp)
             | (DataSource::Idx, ModelFamily::Dcgan | ModelFamily::Sngan) => {}

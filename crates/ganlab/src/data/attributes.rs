@@ -131,10 +131,14 @@ impl AttributeDataConfig {
                 ),
             );
         }
-        if !(0..=10_000_000).contains(&self.max_images) {
+        if !(0..=super::MAX_IMAGES).contains(&self.max_images) {
             return err(
                 "max_images",
-                format!("must be in [0, 10000000], got {}", self.max_images),
+                format!(
+                    "must be in [0, {}], got {}",
+                    super::MAX_IMAGES,
+                    self.max_images
+                ),
             );
         }
         for (f, v) in [

@@ -13,6 +13,10 @@ pub mod unpaired;
 pub use cifar::load_cifar10;
 pub use folder::{grid, load_image_folder, write_png};
 pub use idx::{load_idx_images, read_idx, ImageSet, Split};
+
+/// The largest image count a config may cap a set at (`max_images` of `[data.idx]` and of
+/// the attribute sets): 10^7, more than any set ganlab reads.
+pub const MAX_IMAGES: i64 = 10_000_000;
 pub use toy2d::{Toy2d, Toy2dConfig, Toy2dKind};
 
 use tch::{Device, Tensor};

@@ -216,9 +216,6 @@ impl Default for IdxDataConfig {
     }
 }
 
-/// The largest `data.idx.max_images` (10^7: more than any set ganlab reads).
-pub const MAX_SUBSET: i64 = 10_000_000;
-
 impl IdxDataConfig {
     /// The split as a [`crate::data::Split`].
     pub fn split(&self) -> Result<crate::data::Split> {
@@ -753,11 +750,12 @@ impl TrainConfig {
         self.model.sngan.validate("model.sngan")?;
         self.model.conditional.validate("model.conditional")?;
         self.data.idx.split()?;
-        if !(0..=MAX_SUBSET).contains(&self.data.idx.max_images) {
+        if !(0..=crate::data::MAX_IMAGES).contains(&self.data.idx.max_images) {
             return Err(GanError::config(
                 "data.idx.max_images",
                 format!(
-                    "must be in [0, {MAX_SUBSET}] (0: every image), got {}",
+                    "must be in [0, {}] (0: every image), got {}",
+                    crate::data::MAX_IMAGES,
                     self.data.idx.max_images
                 ),
             ));

@@ -101,16 +101,20 @@ impl Group {
         out
     }
 
-    /// Named copies of every variable, `<group>.<path>`.
-    pub fn weights(&self) -> Vec<(String, Tensor)> {
-        let mut v: Vec<_> = self
-            .vs
-            .variables()
-            .into_iter()
-            .map(|(k, t)| (format!("{}.{k}", self.name), t.detach().copy()))
-            .collect();
+    /// Every variable itself (not a copy) by path, in name order (`variables()` is a hash
+    /// map): one order for saving, loading and the first bad tensor an error names.
+    fn variables_by_name(&self) -> Vec<(String, Tensor)> {
+        let mut v: Vec<_> = self.vs.variables().into_iter().collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
+    }
+
+    /// Named copies of every variable, `<group>.<path>`, in name order.
+    pub fn weights(&self) -> Vec<(String, Tensor)> {
+        self.variables_by_name()
+            .into_iter()
+            .map(|(k, t)| (format!("{}.{k}", self.name), t.detach().copy()))
+            .collect()
     }
 }
 
@@ -199,11 +203,7 @@ impl Groups {
         let _guard = tch::no_grad_guard();
         for g in &mut self.0 {
             let device = g.vs.device();
-            // In name order (variables() is a hash map): the first bad tensor reported is
-            // the same one every run.
-            let mut vars: Vec<(String, Tensor)> = g.vs.variables().into_iter().collect();
-            vars.sort_by(|a, b| a.0.cmp(&b.0));
-            for (name, mut var) in vars {
+            for (name, mut var) in g.variables_by_name() {
                 let key = format!("{}.{name}", g.name);
                 let src = named(tensors, &key).ok_or_else(|| {
                     err(format!(

@@ -36,6 +36,16 @@ fn tmp(name: &str) -> PathBuf {
     d
 }
 
+/// A fresh directory `tmp(name)` holding a [`tiny_config`] run trained to `steps`.
+fn finished_run(name: &str, steps: u64) -> PathBuf {
+    let d = tmp(name);
+    Trainer::new(tiny_config(steps), &d)
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    d
+}
+
 /// Determinism: two fresh runs with the same seed on the same backend have bit-identical
 /// G and D weights after N steps; another seed gives different weights.
 #[test]
@@ -107,11 +117,7 @@ fn resume_equals_uninterrupted() {
 #[test]
 fn resume_refuses_a_budget_below_the_run() {
     let _rng = crate::test_rng_lock();
-    let d = tmp("shorter");
-    Trainer::new(tiny_config(4), &d)
-        .unwrap()
-        .run(&mut Silent)
-        .unwrap();
+    let d = finished_run("shorter", 4);
     let before = std::fs::read(d.join("config.toml")).unwrap();
     let err = Trainer::resume(&d, Some(2), None).unwrap_err();
     assert!(
@@ -128,11 +134,7 @@ fn resume_refuses_a_budget_below_the_run() {
 #[test]
 fn nan_weights_in_a_checkpoint_are_refused_everywhere() {
     let _rng = crate::test_rng_lock();
-    let d = tmp("nan-ckpt");
-    Trainer::new(tiny_config(2), &d)
-        .unwrap()
-        .run(&mut Silent)
-        .unwrap();
+    let d = finished_run("nan-ckpt", 2);
     let ckpt = d.join("checkpoints");
     let (state, tensors) = checkpoint::load(&ckpt).unwrap();
     let key = tensors
@@ -164,11 +166,7 @@ fn nan_weights_in_a_checkpoint_are_refused_everywhere() {
 #[test]
 fn resume_keeps_logged_lines_byte_for_byte() {
     let _rng = crate::test_rng_lock();
-    let d = tmp("log-bytes");
-    Trainer::new(tiny_config(10), &d)
-        .unwrap()
-        .run(&mut Silent)
-        .unwrap();
+    let d = finished_run("log-bytes", 10);
     let before: Vec<Vec<u8>> = ["metrics.jsonl", "eval.jsonl"]
         .iter()
         .map(|f| std::fs::read(d.join(f)).unwrap())
@@ -673,11 +671,7 @@ fn resume_device_rule() {
 #[test]
 fn shape_mismatch_names_one_tensor_every_time() {
     let _rng = crate::test_rng_lock();
-    let d = tmp("shape-mismatch");
-    Trainer::new(tiny_config(2), &d)
-        .unwrap()
-        .run(&mut Silent)
-        .unwrap();
+    let d = finished_run("shape-mismatch", 2);
     let toml = std::fs::read_to_string(d.join("config.toml")).unwrap();
     assert!(toml.contains("hidden = 16"));
     std::fs::write(

@@ -3,9 +3,9 @@
 //! and folders), JPEG (baseline and progressive), `.npy`, safetensors checkpoints and
 //! their `state.json`, and TOML configs. Each target starts from valid seed inputs (written
 //! here, except the two JPEGs in crates/ganlab/fixtures, made by
-//! scripts/make-jpeg-seeds.py: there is no JPEG encoder in our dependencies), mutates them (bit flips, interesting
-//! bytes, insertions, deletions, truncation, splices; for text, interesting numbers in
-//! place of numbers) and runs the parser under `catch_unwind`: any panic is a finding
+//! scripts/make-jpeg-seeds.py: there is no JPEG encoder in our dependencies), mutates them
+//! (bit flips, interesting bytes, insertions, deletions, truncation, splices; for text,
+//! interesting numbers in place of numbers) and runs the parser under `catch_unwind`: any panic is a finding
 //! (its input is kept). An error is the right answer to a bad input; only panics count.
 //!
 //! `scripts/fuzz` runs ≥ 10⁶ executions through `examples/fuzz.rs`, which also records the
@@ -86,6 +86,27 @@ fn fix_png_crcs(png: &[u8]) -> Vec<u8> {
     b
 }
 
+/// A target that writes the mutated input, passed through `prepare`, as one image file
+/// with extension `ext` and decodes it.
+fn image_file(
+    name: &'static str,
+    seeds: Vec<Vec<u8>>,
+    ext: &'static str,
+    prepare: fn(&[u8]) -> Vec<u8>,
+) -> Target {
+    Target {
+        name,
+        seeds,
+        text: false,
+        run: Box::new(move |b, p| {
+            let p = p.with_extension(ext);
+            put(&p, &prepare(b));
+            let _ = crate::data::folder::load_image(&p);
+        }),
+        weight: 4,
+    }
+}
+
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -142,43 +163,20 @@ fn targets(work: &Path) -> crate::error::Result<Vec<Target>> {
             }),
             weight: 4,
         },
-        Target {
-            name: "png",
-            seeds: vec![png_rgb.clone(), png_grey],
-            text: false,
-            run: Box::new(|b, p| {
-                let p = p.with_extension("png");
-                put(&p, b);
-                let _ = crate::data::folder::load_image(&p);
-            }),
-            weight: 4,
-        },
-        Target {
-            name: "png-crc-fixed",
-            seeds: vec![png_rgb.clone()],
-            text: false,
-            run: Box::new(|b, p| {
-                let p = p.with_extension("png");
-                put(&p, &fix_png_crcs(b));
-                let _ = crate::data::folder::load_image(&p);
-            }),
-            weight: 4,
-        },
-        Target {
-            name: "jpeg",
-            // Made by scripts/make-jpeg-seeds.py: baseline RGB 4:2:0, progressive grey.
-            seeds: vec![
+        image_file("png", vec![png_rgb.clone(), png_grey], "png", |b| {
+            b.to_vec()
+        }),
+        image_file("png-crc-fixed", vec![png_rgb.clone()], "png", fix_png_crcs),
+        // Made by scripts/make-jpeg-seeds.py: baseline RGB 4:2:0, progressive grey.
+        image_file(
+            "jpeg",
+            vec![
                 include_bytes!("../fixtures/seed-rgb-7x5.jpg").to_vec(),
                 include_bytes!("../fixtures/seed-grey-progressive-9x6.jpg").to_vec(),
             ],
-            text: false,
-            run: Box::new(|b, p| {
-                let p = p.with_extension("jpg");
-                put(&p, b);
-                let _ = crate::data::folder::load_image(&p);
-            }),
-            weight: 4,
-        },
+            "jpg",
+            |b| b.to_vec(),
+        ),
         Target {
             name: "png-folder",
             seeds: vec![png_rgb],

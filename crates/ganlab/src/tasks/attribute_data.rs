@@ -160,8 +160,9 @@ impl AttributeData {
 
     /// Fig. 11's grid (reference-based synthesis of one attribute each side): the first row
     /// holds two sources, for `jl` and for `jr` (see [`source_for`]: a test image without
-    /// the attribute, preferably one with a group mate, e.g. a woman for Man); the edge columns hold `n` references, test images with `jl` (left) and with `jr`
-    /// (right), spread over the split; the middle columns are the left source given `jl`
+    /// the attribute, preferably one with a group mate, e.g. a woman for Man); the edge
+    /// columns hold `n` references, test images with `jl` (left) and with `jr` (right),
+    /// spread over the split; the middle columns are the left source given `jl`
     /// in each left reference's style and the right source given `jr` in each right
     /// reference's style (only that attribute changes: the conflict rule clears its group
     /// mates); `edit(x, y_s, y_t, x_r)` is the reference-based edit. None when the test split

@@ -28,6 +28,7 @@ from pix2pix_reference import n_layer_d, unet  # noqa: E402
 from translation_reference import cyclegan_d, cyclegan_g, ugatit_d, ugatit_g  # noqa: E402
 from ladiffgan_reference import Autoencoder, LatentUnet  # noqa: E402
 import bridgegan_reference as bridge  # noqa: E402
+import stylegan2_reference as sg2  # noqa: E402
 
 
 def mlp(i, o, hidden=128, layers=2, slope=0.2):
@@ -228,6 +229,56 @@ def sngan32_gan(args):
         og.step()
         D.requires_grad_(True)
         return ld.item(), lg.item(), real.detach().mean().item(), fake.detach().mean().item()
+
+    return step, 1
+
+
+def stylegan2_32_step(args, diffusion):
+    """One StyleGAN2 step at 32 px, CPU widths (z = w = 128, G mapping 2 layers, 128 channels at
+    every resolution, residual D, mbstd group 4, batch 32; with diffusion D also maps t through
+    2 layers), non-saturating loss, Adam(0.0025, 0, 0.99), no R1, one D step per G step: the
+    networks of tests/fixtures/stylegan2_reference.py. Diffusion: y = sqrt(abar_t) x +
+    sqrt(1 - abar_t) 0.05 eps for real and fake at shared t drawn from a 64-slot list (32 zeros,
+    32 priority draws, T = 500), as diffusion_noise."""
+    G = sg2.Generator(size=32, z_dim=128, w_dim=128, base=4096, cmax=128, map_layers=2)
+    D = sg2.Discriminator(size=32, base=4096, cmax=128, arch="resnet", mbstd_group=4,
+                          with_t=diffusion, t_map_layers=2)
+    batch, nz = 32, 128
+    og = torch.optim.Adam(G.parameters(), 0.0025, betas=(0.0, 0.99))
+    od = torch.optim.Adam(D.parameters(), 0.0025, betas=(0.0, 0.99))
+    data = torch.rand(1024, 3, 32, 32) * 2 - 1
+    T = 500
+    betas = torch.linspace(1e-4, 0.02, T)
+    abar = torch.cat([torch.ones(1), torch.cumprod(1 - betas, 0)])
+    sa, s1a = abar.sqrt(), (1 - abar).sqrt() * 0.05
+    prio = torch.arange(1, T + 1, dtype=torch.float)
+    epl = torch.cat([torch.zeros(32, dtype=torch.long), torch.multinomial(prio, 32, True) + 1])
+
+    def noisy(*xs):
+        if not diffusion:
+            return xs, None
+        t = epl[torch.randint(0, 64, (batch,))]
+        a, b = sa[t].view(-1, 1, 1, 1), s1a[t].view(-1, 1, 1, 1)
+        return [a * x + b * torch.randn_like(x) for x in xs], t
+
+    def step():
+        x = data[torch.randint(0, 1024, (batch,))]
+        with torch.no_grad():
+            xg = G(torch.randn(batch, nz))
+        (y, yg), t = noisy(x, xg)
+        real, fake = D(y, t), D(yg, t)
+        ld = F.softplus(-real).mean() + F.softplus(fake).mean()
+        od.zero_grad()
+        ld.backward()
+        od.step()
+        D.requires_grad_(False)
+        (yg,), t = noisy(G(torch.randn(batch, nz)))
+        lg = F.softplus(-D(yg, t)).mean()
+        og.zero_grad()
+        lg.backward()
+        og.step()
+        D.requires_grad_(True)
+        return ld.item(), lg.item(), real.detach().sigmoid().mean().item(), fake.detach().sigmoid().mean().item()
 
     return step, 1
 
@@ -620,6 +671,8 @@ WORKLOADS = {
     "dcgan32_gan": lambda a: dcgan_gan(32),
     "dcgan64_gan": lambda a: dcgan_gan(64),
     "sngan32_gan": sngan32_gan,
+    "stylegan2_32_step": lambda a: stylegan2_32_step(a, False),
+    "diffusion_stylegan2_32_step": lambda a: stylegan2_32_step(a, True),
     "diffusion_noise": diffusion_noise,
     "inception_features": inception_features,
 }

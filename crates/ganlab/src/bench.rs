@@ -20,6 +20,8 @@ pub const WORKLOADS: &[&str] = &[
     "dcgan32_gan",
     "dcgan64_gan",
     "sngan32_gan",
+    "stylegan2_32_step",
+    "diffusion_stylegan2_32_step",
     "diffusion_noise",
     "inception_features",
     "pix2pix64_step",
@@ -38,6 +40,7 @@ pub fn default_iters(workload: &str) -> usize {
         "dcgan32_gan" => 10,
         "dcgan64_gan" => 3,
         "sngan32_gan" => 2,
+        "stylegan2_32_step" | "diffusion_stylegan2_32_step" => 2,
         "pix2pix64_step" => 10,
         "cyclegan64_step" => 4,
         "ugatit64_step" => 2,
@@ -53,6 +56,7 @@ pub fn default_iters(workload: &str) -> usize {
 pub fn default_warmup(workload: &str) -> usize {
     match workload {
         "inception_features" | "dcgan64_gan" | "sngan32_gan" => 1,
+        "stylegan2_32_step" | "diffusion_stylegan2_32_step" => 3,
         "pix2pix64_step" | "cyclegan64_step" | "ugatit64_step" | "autoencoder64_step"
         | "attribute64_step" => 3,
         "ddpm_latent_step" => 10,
@@ -158,15 +162,49 @@ pub fn run(workload: &str, p: Protocol) -> Result<Measurement> {
             let mut t = Trainer::new(cfg, &scratch.0)?;
             Box::new(move || t.train_step().map(|_| 1.0))
         }
-        "dcgan32_gan" | "dcgan64_gan" | "sngan32_gan" => {
+        "dcgan32_gan"
+        | "dcgan64_gan"
+        | "sngan32_gan"
+        | "stylegan2_32_step"
+        | "diffusion_stylegan2_32_step" => {
             // Batch 64 of RGB images, non-saturating Adam(2e-4, 0.5) for DCGAN (width 64, z
             // 100) at 32 or 64 px; SNGAN 32 px (G 128 / D 128 channels, z 128) with the hinge
             // loss and Adam(2e-4, 0, 0.9), one D step per G step. Data: 1024 fixed random
-            // images drawn with replacement.
+            // images drawn with replacement. StyleGAN2 32 px at CPU widths (z = w = 128, G
+            // mapping 2 layers, 128 channels at every resolution, residual D, mbstd group 4,
+            // batch 32), non-saturating loss, Adam(0.0025, 0, 0.99), no R1; the diffusion
+            // variant adds Diffusion-GAN's noise (pixel config, T 500) and D's mapping of t
+            // (2 layers).
             let size = if workload == "dcgan64_gan" { 64 } else { 32 };
             let mut cfg = TrainConfig::default();
             cfg.data.source = crate::train::DataSource::Idx;
-            if workload == "sngan32_gan" {
+            cfg.diffusion.enabled = false;
+            cfg.run.batch_size = 64;
+            if workload.ends_with("stylegan2_32_step") {
+                cfg.model.family = crate::train::ModelFamily::Stylegan2;
+                cfg.model.stylegan2 = crate::models::stylegan2::Stylegan2Config {
+                    latent_dim: 128,
+                    w_dim: 128,
+                    channel_base: 4096,
+                    channel_max: 128,
+                    d_mapping_layers: 2,
+                    mbstd_group: 4,
+                    ..Default::default()
+                };
+                for o in [&mut cfg.optim.g, &mut cfg.optim.d] {
+                    o.lr = 0.0025;
+                    o.beta1 = 0.0;
+                    o.beta2 = 0.99;
+                }
+                cfg.run.batch_size = 32;
+                if workload.starts_with("diffusion") {
+                    cfg.diffusion = crate::diffusion::DiffusionConfig {
+                        enabled: true,
+                        t_max: 500,
+                        ..Default::default()
+                    };
+                }
+            } else if workload == "sngan32_gan" {
                 cfg.model.family = crate::train::ModelFamily::Sngan;
                 cfg.model.sngan.g_width = 128;
                 cfg.model.sngan.d_width = 128;
@@ -180,8 +218,6 @@ pub fn run(workload: &str, p: Protocol) -> Result<Measurement> {
                 cfg.model.dcgan.image_size = size;
                 cfg.model.dcgan.channels = 3;
             }
-            cfg.diffusion.enabled = false;
-            cfg.run.batch_size = 64;
             cfg.run.steps = 100_000_000;
             tch::manual_seed(0);
             let images =

@@ -13,6 +13,7 @@ pub mod perceptual;
 pub mod resnet;
 pub mod sngan;
 pub mod stargan;
+pub mod stylegan2;
 pub mod ugatit;
 pub mod unet;
 

@@ -1,6 +1,8 @@
 //! Reusable layers that tch lacks: LeakyReLU with a slope, spectral normalisation, the
-//! timestep embedding of D(y, t), the translation networks' normalisations.
+//! timestep embedding of D(y, t), the translation networks' normalisations, StyleGAN2's
+//! equalized-learning-rate, resampling and modulated layers.
 
+pub mod equalized;
 pub mod norm;
 pub mod spectral;
 pub mod timestep;

@@ -48,6 +48,12 @@ pub struct ObjectiveConfig {
     pub clip: f64,
     /// R1 penalty weight γ: (γ/2)·E‖∇D(y_real)‖² added to D's loss (0 = off).
     pub r1_gamma: f64,
+    /// Lazy regularisation (StyleGAN2 §B, "reg interval" 16 in its official code): R1 is
+    /// added on every `r1_every`-th D step only, with weight γ·`r1_every`, so its expected
+    /// weight per step is unchanged (1: every step). Unlike the official code, which spends
+    /// a separate optimizer step on the penalty (and rescales Adam's lr and betas by 16/17
+    /// for it), the penalty joins that step's loss: one D update per D step either way.
+    pub r1_every: u64,
     /// WGAN-GP weight λ: λ·E(‖∇D(ŷ)‖ − 1)² on real/fake interpolates (0 = off; 10 with
     /// `kind = "wgan"` and `clip = 0` is WGAN-GP).
     pub gp_lambda: f64,
@@ -61,6 +67,7 @@ impl Default for ObjectiveConfig {
             n_critic: 1,
             clip: 0.0,
             r1_gamma: 0.0,
+            r1_every: 1,
             gp_lambda: 0.0,
         }
     }
@@ -103,6 +110,12 @@ impl ObjectiveConfig {
             return Err(GanError::config(
                 format!("{prefix}.clip"),
                 format!("must be >= 0, got {}", self.clip),
+            ));
+        }
+        if !(1..=1000).contains(&self.r1_every) {
+            return Err(GanError::config(
+                format!("{prefix}.r1_every"),
+                format!("must be in [1, 1000], got {}", self.r1_every),
             ));
         }
         for (name, v) in [("r1_gamma", self.r1_gamma), ("gp_lambda", self.gp_lambda)] {

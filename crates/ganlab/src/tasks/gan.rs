@@ -178,6 +178,7 @@ fn build_networks(
         ModelFamily::Mlp => family!(cfg.model.mlp),
         ModelFamily::Sngan => family!(cfg.model.sngan),
         ModelFamily::Dcgan => family!(cfg.model.dcgan),
+        ModelFamily::Stylegan2 => family!(cfg.model.stylegan2),
     };
     if !cond.enabled() {
         return (g, d);
@@ -272,13 +273,15 @@ impl GanTask {
     }
 
     /// The discriminator updates of one step; returns (loss, D on real, D on fake) of the last.
-    fn train_d(&mut self) -> Result<(Tensor, Tensor, Tensor)> {
+    fn train_d(&mut self, step: u64) -> Result<(Tensor, Tensor, Tensor)> {
         let m = self.cfg.run.batch_size;
         let dev = self.device;
         let zdim = self.g.latent_dim();
         let classes = self.g.num_classes();
         let mut last = None;
-        for _ in 0..self.objective.n_critic() {
+        for i in 0..self.objective.n_critic() {
+            // D steps are numbered from 0 across the run, so resuming keeps the R1 phase.
+            let d_step = (step - 1) * self.objective.n_critic() as u64 + i as u64;
             let (x, labels) = self.data.sample_labeled(m, dev)?;
             let c_real = match (classes > 0, labels) {
                 (false, _) => None,
@@ -322,12 +325,13 @@ impl GanTask {
                 _ => self.objective.d_loss(&real, &fake),
             };
             let oc = self.objective.config();
-            if oc.r1_gamma > 0.0 || oc.gp_lambda > 0.0 {
+            let r1 = oc.r1_gamma > 0.0 && d_step % oc.r1_every == 0;
+            if r1 || oc.gp_lambda > 0.0 {
                 // Penalties by double backward, on the diffused samples at their steps t.
                 let d = |y: &Tensor| self.d.forward_c(y, &t, c_real.as_ref());
                 let (y_real, y_fake) = (yy.narrow(0, 0, m), yy.narrow(0, m, m));
-                if oc.r1_gamma > 0.0 {
-                    loss_d += penalties::r1(&d, &y_real, oc.r1_gamma);
+                if r1 {
+                    loss_d += penalties::r1(&d, &y_real, oc.r1_gamma * oc.r1_every as f64);
                 }
                 if oc.gp_lambda > 0.0 {
                     let eps = Tensor::rand([m], (Kind::Float, dev));
@@ -403,10 +407,10 @@ impl Task for GanTask {
         &mut self.groups
     }
 
-    fn step(&mut self, _: StepContext) -> Result<Scalars> {
+    fn step(&mut self, ctx: StepContext) -> Result<Scalars> {
         // Step I: discriminator (G's parameters need no gradient), then step II: generator.
         self.groups.get("g").opt().set_requires_grad(false);
-        let d = self.train_d();
+        let d = self.train_d(ctx.step);
         self.groups.get("g").opt().set_requires_grad(true);
         let (loss_d, real, fake) = d?;
         self.groups.get("d").opt().set_requires_grad(false);

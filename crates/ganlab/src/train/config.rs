@@ -21,6 +21,7 @@ use crate::models::conditional::ConditionalConfig;
 use crate::models::dcgan::DcganConfig;
 use crate::models::mlp::MlpConfig;
 use crate::models::sngan::SnganConfig;
+use crate::models::stylegan2::Stylegan2Config;
 use crate::objectives::ObjectiveConfig;
 use crate::tasks::attribute_classifier::ClassifierConfig;
 use crate::tasks::autoencoder::AutoencoderTaskConfig;
@@ -262,6 +263,8 @@ pub enum ModelFamily {
     Dcgan,
     /// SNGAN ResNet G and spectrally normalised D (`[model.sngan]`).
     Sngan,
+    /// StyleGAN2's mapping + synthesis G and D (`[model.stylegan2]`).
+    Stylegan2,
 }
 
 /// `[model]`.
@@ -276,6 +279,8 @@ pub struct ModelConfig {
     pub dcgan: DcganConfig,
     /// SNGAN settings.
     pub sngan: SnganConfig,
+    /// StyleGAN2 settings.
+    pub stylegan2: Stylegan2Config,
     /// Class conditioning (any family).
     pub conditional: ConditionalConfig,
 }
@@ -301,6 +306,14 @@ impl ModelConfig {
                     self.sngan.image_size,
                 ],
             )),
+            ModelFamily::Stylegan2 => Some((
+                "model.stylegan2.image_size",
+                [
+                    self.stylegan2.channels,
+                    self.stylegan2.image_size,
+                    self.stylegan2.image_size,
+                ],
+            )),
         }
     }
 }
@@ -312,6 +325,7 @@ impl Default for ModelConfig {
             mlp: MlpConfig::default(),
             dcgan: DcganConfig::default(),
             sngan: SnganConfig::default(),
+            stylegan2: Stylegan2Config::default(),
             conditional: ConditionalConfig::default(),
         }
     }
@@ -748,6 +762,7 @@ impl TrainConfig {
         self.model.mlp.validate("model.mlp")?;
         self.model.dcgan.validate("model.dcgan")?;
         self.model.sngan.validate("model.sngan")?;
+        self.model.stylegan2.validate("model.stylegan2")?;
         self.model.conditional.validate("model.conditional")?;
         self.data.idx.split()?;
         if !(0..=crate::data::MAX_IMAGES).contains(&self.data.idx.max_images) {
@@ -762,12 +777,15 @@ impl TrainConfig {
         }
         match (self.data.source, self.model.family) {
             (DataSource::Toy2d, ModelFamily::Mlp)
-            | (DataSource::Idx, ModelFamily::Dcgan | ModelFamily::Sngan) => {}
+            | (
+                DataSource::Idx,
+                ModelFamily::Dcgan | ModelFamily::Sngan | ModelFamily::Stylegan2,
+            ) => {}
             (source, family) => {
                 return Err(GanError::config(
                     "model.family",
                     format!(
-                        "{family:?} does not fit data.source {source:?} (toy2d needs mlp, idx needs dcgan or sngan)"
+                        "{family:?} does not fit data.source {source:?} (toy2d needs mlp, idx needs dcgan, sngan or stylegan2)"
                     ),
                 ))
             }

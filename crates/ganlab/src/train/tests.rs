@@ -307,14 +307,19 @@ fn existing_run_dir_is_not_overwritten() {
 #[test]
 fn dcgan_on_idx_images() {
     let _rng = crate::test_rng_lock();
-    let data = tmp("idxdata");
-    std::fs::create_dir_all(&data).unwrap();
-    let mut bytes = vec![0u8, 0, 8, 3];
-    for d in [16u32, 28, 28] {
-        bytes.extend(d.to_be_bytes());
-    }
-    bytes.extend((0..16 * 28 * 28).map(|i| ((i * 37) % 256) as u8));
-    std::fs::write(data.join("train-images-idx3-ubyte"), bytes).unwrap();
+    // 16 grey images of side `s` in IDX format.
+    let idx = |name: &str, s: u32| {
+        let data = tmp(name);
+        std::fs::create_dir_all(&data).unwrap();
+        let mut bytes = vec![0u8, 0, 8, 3];
+        for d in [16u32, s, s] {
+            bytes.extend(d.to_be_bytes());
+        }
+        bytes.extend((0..16 * s * s).map(|i| ((i * 37) % 256) as u8));
+        std::fs::write(data.join("train-images-idx3-ubyte"), bytes).unwrap();
+        data
+    };
+    let data = idx("idxdata", 28);
     let mut cfg = tiny_config(4);
     cfg.data.source = DataSource::Idx;
     cfg.data.idx.dir = data.clone();
@@ -339,8 +344,27 @@ fn dcgan_on_idx_images() {
     };
     sn.objective.r1_gamma = 1.0;
     sn.objective.gp_lambda = 1.0;
-    let mut dirs = vec![data.clone()];
-    for (name, cfg) in [("dcgan", cfg.clone()), ("sngan", sn)] {
+    // StyleGAN2 (with t in D) at 32 px with lazy R1 every 2nd D step: the phase survives
+    // the resume at step 2.
+    let mut sg = cfg.clone();
+    sg.data.idx.dir = idx("idxdata32", 32);
+    sg.model.family = ModelFamily::Stylegan2;
+    sg.model.stylegan2 = crate::models::stylegan2::Stylegan2Config {
+        image_size: 32,
+        channels: 1,
+        latent_dim: 8,
+        w_dim: 8,
+        channel_base: 64,
+        channel_max: 4,
+        d_mapping_layers: 2,
+        mbstd_group: 4,
+        ..Default::default()
+    };
+    sg.objective.r1_gamma = 1.0;
+    sg.objective.r1_every = 2;
+    assert!(sg.diffusion.enabled);
+    let mut dirs = vec![data.clone(), sg.data.idx.dir.clone()];
+    for (name, cfg) in [("dcgan", cfg.clone()), ("sngan", sn), ("stylegan2", sg)] {
         let dir = tmp(name);
         let mut t = Trainer::new(cfg.clone(), &dir).unwrap();
         t.run(&mut Silent).unwrap();

@@ -113,7 +113,9 @@ enum Command {
     /// (autoencoders → latent DDPMs → U-GAT-IT, + Diffusion-GAN, LaDiffGAN's two latent terms
     /// alone and together; resumable), multi-attribute-emoji (an attribute classifier, then
     /// StarGAN and label-/reference-based multi-attribute translation on emoji people: Tables
-    /// 1–2; resumable).
+    /// 1–2; resumable), limited-data (Diffusion-GAN §4.3 and Table 8: DCGAN ± Diffusion-GAN on
+    /// 200 / 1k / 5k Fashion-MNIST images, DCGAN and SNGAN ± Diffusion-GAN on all, FID of 5k
+    /// samples against the test split; resumable).
     Experiment {
         /// Experiment name.
         name: String,
@@ -581,11 +583,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         "gaussians25",
                         "translation-emoji",
                         "ladiffgan-emoji",
-                        "multi-attribute-emoji"
+                        "multi-attribute-emoji",
+                        "limited-data"
                     ]
                     .contains(&name.as_str()),
                 GanError::Input(format!(
-                    "--seeds applies to gaussians25, translation-emoji, ladiffgan-emoji and multi-attribute-emoji only, not {name}"
+                    "--seeds applies to gaussians25, translation-emoji, ladiffgan-emoji, multi-attribute-emoji and limited-data only, not {name}"
                 ))
             );
             if name.starts_with("refine-") {
@@ -722,6 +725,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     let names = &plan.arms[1].1.bridgegan.data.attributes;
                     println!("{}", exp::markdown(names, &judge, &rows));
                     println!("results: {}", dir.join("results.md").display());
+                    Ok(())
+                }
+                "limited-data" => {
+                    use ganlab::experiments::limited_data as exp;
+                    anyhow::ensure!(
+                        config.is_none(),
+                        GanError::Input(
+                            "limited-data takes its configs from configs/fashion-{dcgan,sngan}-diffusion.toml; change them with --set (e.g. --set run.steps=..., --set experiment.subsets=[200,1000])".into()
+                        )
+                    );
+                    let mut sets = overrides.set.clone();
+                    if let Some(s) = overrides.steps {
+                        sets.push(format!("run.steps={s}"));
+                    }
+                    let data = data_dir(data);
+                    sets.push(format!("data.idx.dir={:?}", data.join("fashion-mnist")));
+                    let plan = exp::plan(&sets)?;
+                    let seeds = if seeds.is_empty() {
+                        vec![overrides.seed.unwrap_or(plan.arms[0].cfg.run.seed)]
+                    } else {
+                        seeds
+                    };
+                    let device = ganlab::device::resolve_device(&plan.arms[0].cfg.run.device)?;
+                    let ex = ganlab::metrics::eval::ExtractorKind::Inception.load(&data, device)?;
+                    // An existing directory of this experiment is resumed, run by run.
+                    let rows = exp::run(&plan, &seeds, &dir, Some(ex.as_ref()), !quiet)?;
+                    println!("{}", exp::markdown(&rows));
+                    println!("curves: {}", dir.join("curves.svg").display());
                     Ok(())
                 }
                 "js-toy" => {

@@ -3,6 +3,7 @@
 pub mod gaussians25;
 pub mod js_toy;
 pub mod ladiffgan;
+pub mod limited_data;
 pub mod multi_attribute;
 pub mod pix2pix;
 pub mod refine;
@@ -18,6 +19,7 @@ pub const NAMES: &[&str] = &[
     "translation-emoji",
     "ladiffgan-emoji",
     "multi-attribute-emoji",
+    "limited-data",
 ];
 
 use std::path::Path;

@@ -1,0 +1,462 @@
+//! Diffusion-GAN §4.3 (limited data, Table 3) and Table 8 (DCGAN / SNGAN ± Diffusion-GAN) at
+//! CPU scale, on Fashion-MNIST (`scripts/fetch-data fashion-mnist`).
+//!
+//! Arms: for each training-set size n (the first n images, `data.idx.max_images`; default
+//! 200, 1,000, 5,000) DCGAN vanilla vs Diffusion-DCGAN (configs/fashion-dcgan-diffusion.toml
+//! with `diffusion.enabled` off / on), and on the full set (Table 8) the same pair plus SNGAN
+//! vs Diffusion-SNGAN (configs/fashion-sngan-diffusion.toml), each at every seed, equal
+//! budget within a pair. Every finished run is scored by FID with the FID Inception:
+//! `fid_samples` samples of the EMA generator against the whole test split (10,000 images;
+//! its statistics are cached in the experiment directory), and its D(real)/D(fake) curves are
+//! drawn. Runs and scores are resumable: a run directory holding `fid.json` for the same
+//! sample count is not scored again.
+//!
+//! `--set experiment.subsets=[200,1000]`, `--set experiment.fid_samples=2000` and
+//! `--set experiment.table8=false` change the plan; every other `--set` applies to every arm.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, Tensor};
+
+use crate::error::{GanError, IoContext, Result};
+use crate::io::write_atomic;
+use crate::metrics::extractors::{extract_all, FeatureExtractor};
+use crate::metrics::features::{frechet_distance, FeatureStats};
+use crate::report::{d_outputs_curve, Report};
+use crate::train::log::LogRow;
+use crate::train::TrainConfig;
+
+/// One arm: a config and where it sits in the tables.
+#[derive(Debug, Clone)]
+pub struct Arm {
+    /// "dcgan" or "sngan".
+    pub family: String,
+    /// "vanilla" or "diffusion".
+    pub method: String,
+    /// Training images (0: the whole split).
+    pub images: i64,
+    /// The run's config (seed set per run).
+    pub cfg: TrainConfig,
+}
+
+/// What the experiment runs.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The arms, in table order.
+    pub arms: Vec<Arm>,
+    /// Generated images scored per run.
+    pub fid_samples: i64,
+}
+
+/// One scored run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    /// "dcgan" or "sngan".
+    pub family: String,
+    /// "vanilla" or "diffusion".
+    pub method: String,
+    /// Training images (0: all).
+    pub images: i64,
+    /// run.seed.
+    pub seed: u64,
+    /// FID against the test split (None without an extractor).
+    pub fid: Option<f64>,
+    /// Generated images scored.
+    pub fid_samples: i64,
+    /// Mean sigmoid D score on real (clean or diffused) samples over the last quarter of
+    /// the logged steps; and on fakes.
+    pub d_real: f64,
+    /// See `d_real`.
+    pub d_fake: f64,
+    /// T at the end (0 for vanilla).
+    pub final_t: f64,
+    /// Training seconds.
+    pub train_seconds: f64,
+}
+
+/// The built-in plan, with `sets` applied (see module docs).
+pub fn plan(sets: &[String]) -> Result<Plan> {
+    let load = |text: &str, name: &str| TrainConfig::from_toml_str(text, Path::new(name));
+    let dcgan = load(
+        include_str!("../../../../configs/fashion-dcgan-diffusion.toml"),
+        "configs/fashion-dcgan-diffusion.toml",
+    )?;
+    let sngan = load(
+        include_str!("../../../../configs/fashion-sngan-diffusion.toml"),
+        "configs/fashion-sngan-diffusion.toml",
+    )?;
+    let (mut subsets, mut fid_samples, mut table8) = (vec![200i64, 1000, 5000], 5000i64, true);
+    let mut own = Vec::new();
+    for s in sets {
+        let Some(rest) = s.strip_prefix("experiment.") else {
+            own.push(s.clone());
+            continue;
+        };
+        let (key, value) = rest.split_once('=').unwrap_or((rest, ""));
+        let bad = |m: &str| GanError::config(format!("experiment.{key}"), m.to_string());
+        match key.trim() {
+            "subsets" => {
+                subsets = value
+                    .trim()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .split(',')
+                    .map(|v| v.trim().parse::<i64>())
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|_| bad("must be a list of image counts, e.g. [200,1000]"))?;
+                if subsets
+                    .iter()
+                    .any(|&n| !(1..=crate::data::MAX_IMAGES).contains(&n))
+                {
+                    return Err(bad(&format!(
+                        "every count must be in [1, {}]",
+                        crate::data::MAX_IMAGES
+                    )));
+                }
+            }
+            "fid_samples" => {
+                fid_samples = value
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|n| (2..=100_000).contains(n))
+                    .ok_or_else(|| bad("must be in [2, 100000]"))?;
+            }
+            "table8" => {
+                table8 = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad("must be true or false"))?;
+            }
+            _ => return Err(bad("unknown; known: subsets, fid_samples, table8")),
+        }
+    }
+    let with = |cfg: &TrainConfig, family: &str, method: &str, images: i64| -> Result<Arm> {
+        let mut c = TrainConfig::from_toml_with(&cfg.to_toml(), Path::new(family), &own)?;
+        c.diffusion.enabled = method == "diffusion";
+        c.data.idx.max_images = images;
+        let n = if images == 0 {
+            "all".into()
+        } else {
+            images.to_string()
+        };
+        c.run.name = format!("fashion-{family}-{method}-n{n}");
+        Ok(Arm {
+            family: family.into(),
+            method: method.into(),
+            images,
+            cfg: c,
+        })
+    };
+    let mut arms = Vec::new();
+    for &n in &subsets {
+        for m in ["vanilla", "diffusion"] {
+            arms.push(with(&dcgan, "dcgan", m, n)?);
+        }
+    }
+    if table8 {
+        for (family, cfg) in [("dcgan", &dcgan), ("sngan", &sngan)] {
+            for m in ["vanilla", "diffusion"] {
+                arms.push(with(cfg, family, m, 0)?);
+            }
+        }
+    }
+    Ok(Plan { arms, fid_samples })
+}
+
+/// The directory of `arm` at `seed` under `out`.
+fn run_dir(out: &Path, arm: &Arm, seed: u64) -> PathBuf {
+    let n = if arm.images == 0 {
+        "all".into()
+    } else {
+        arm.images.to_string()
+    };
+    out.join(format!("{}-{}-n{n}-s{seed}", arm.family, arm.method))
+}
+
+/// The logged rows of a run.
+fn log_rows(dir: &Path) -> Result<Vec<LogRow>> {
+    let path = dir.join("metrics.jsonl");
+    let text = std::fs::read_to_string(&path).at(&path)?;
+    Ok(text.lines().filter_map(LogRow::from_json).collect())
+}
+
+/// Inception statistics of the test split of `cfg`'s data, cached in `out`.
+fn real_stats(cfg: &TrainConfig, ex: &dyn FeatureExtractor, out: &Path) -> Result<FeatureStats> {
+    let set = crate::data::load_image_set(&cfg.data.idx.dir, crate::data::Split::Test)?;
+    let key = crate::metrics::eval::content_hash(
+        format!(
+            "{} {:?} {}",
+            ex.name(),
+            cfg.data.idx.dir,
+            set.images.size()[0]
+        )
+        .as_bytes(),
+    );
+    let cache = out.join(format!("real_test_stats-{key:016x}.safetensors"));
+    if cache.is_file() {
+        return FeatureStats::load(&cache);
+    }
+    let (f, _) = extract_all(ex, &set.images, &mut crate::progress::Silent)?;
+    let stats = FeatureStats::from_features(&f)?;
+    stats.save(&cache)?;
+    Ok(stats)
+}
+
+/// FID of `n` samples of the run in `dir` against `real`, cached in `dir/fid.json`.
+fn score(dir: &Path, n: i64, ex: &dyn FeatureExtractor, real: &FeatureStats) -> Result<f64> {
+    let cache = dir.join("fid.json");
+    if let Ok(text) = std::fs::read_to_string(&cache) {
+        let v: serde_json::Value = serde_json::from_str(&text)?;
+        if v["samples"].as_i64() == Some(n) {
+            if let Some(f) = v["fid"].as_f64() {
+                return Ok(f);
+            }
+        }
+    }
+    let run = crate::run::Run::open(dir)?;
+    let gen = run.generative()?;
+    // Samples in chunks of 500 (codes of seed s + chunk index), moved to the CPU.
+    let chunks: Vec<Tensor> = (0..n)
+        .step_by(500)
+        .map(|lo| {
+            let k = 500.min(n - lo);
+            let _g = tch::no_grad_guard();
+            gen.sample(k, 0x5EED + lo as u64).to_device(Device::Cpu)
+        })
+        .collect();
+    let (f, _) = extract_all(ex, &Tensor::cat(&chunks, 0), &mut crate::progress::Silent)?;
+    let fid = frechet_distance(real, &FeatureStats::from_features(&f)?)?;
+    write_atomic(
+        &cache,
+        serde_json::json!({"samples": n, "fid": fid})
+            .to_string()
+            .as_bytes(),
+    )?;
+    Ok(fid)
+}
+
+/// Trains (or resumes) and scores every arm at every seed into `out`; writes results.json,
+/// results.md, curves.svg and report.html. `ex`: the FID extractor (None: no FID).
+pub fn run(
+    plan: &Plan,
+    seeds: &[u64],
+    out: &Path,
+    ex: Option<&dyn FeatureExtractor>,
+    show_progress: bool,
+) -> Result<Vec<Row>> {
+    if seeds.is_empty() {
+        return Err(GanError::config("--seeds", "needs at least one seed"));
+    }
+    std::fs::create_dir_all(out).at(out)?;
+    let real = match (ex, plan.arms.first()) {
+        (Some(ex), Some(a)) => Some(real_stats(&a.cfg, ex, out)?),
+        _ => None,
+    };
+    let (mut rows, mut curves) = (Vec::new(), Vec::new());
+    for arm in &plan.arms {
+        for &seed in seeds {
+            let mut cfg = arm.cfg.clone();
+            cfg.run.seed = seed;
+            let dir = run_dir(out, arm, seed);
+            let label = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+            let summary =
+                super::train_or_resume(&cfg, &dir, label.as_deref().filter(|_| show_progress))?;
+            let log = log_rows(&dir)?;
+            let tail = &log[log.len() * 3 / 4..];
+            let mean =
+                |k: &str| tail.iter().map(|r| r.get(k)).sum::<f64>() / tail.len().max(1) as f64;
+            let fid = match (ex, &real) {
+                (Some(ex), Some(real)) => Some(score(&dir, plan.fid_samples, ex, real)?),
+                _ => None,
+            };
+            if seed == seeds[0] {
+                let n = if arm.images == 0 {
+                    "all".into()
+                } else {
+                    arm.images.to_string()
+                };
+                curves.push(d_outputs_curve(
+                    &log,
+                    &format!("{} {}, n = {n}: D(real), D(fake)", arm.family, arm.method),
+                ));
+            }
+            rows.push(Row {
+                family: arm.family.clone(),
+                method: arm.method.clone(),
+                images: arm.images,
+                seed,
+                fid,
+                fid_samples: plan.fid_samples,
+                d_real: mean("d_real"),
+                d_fake: mean("d_fake"),
+                final_t: summary["final_T"].as_f64().unwrap_or(0.0),
+                train_seconds: summary["train_seconds"].as_f64().unwrap_or(f64::NAN),
+            });
+        }
+    }
+    let fig = crate::report::svg::grid(&curves, (400.0, 300.0), 2);
+    write_atomic(&out.join("curves.svg"), fig.as_bytes())?;
+    write_atomic(
+        &out.join("results.json"),
+        serde_json::to_string_pretty(&rows)?.as_bytes(),
+    )?;
+    let md = markdown(&rows);
+    write_atomic(&out.join("results.md"), md.as_bytes())?;
+    let mut r = Report::new("Limited data and Table 8: vanilla vs Diffusion-GAN on Fashion-MNIST");
+    r.pre(&md).figure(&fig);
+    write_atomic(&out.join("report.html"), r.render().as_bytes())?;
+    Ok(rows)
+}
+
+/// Mean and sample standard deviation.
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (m, var.sqrt())
+}
+
+/// Per-run rows, then per (family, images) the FID mean ± sd over seeds of both methods.
+pub fn markdown(rows: &[Row]) -> String {
+    let n = |i: i64| {
+        if i == 0 {
+            "all".to_string()
+        } else {
+            i.to_string()
+        }
+    };
+    let mut s = String::from(
+        "| family | images | method | seed | FID | D(real) | D(fake) | final T | seconds |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        s += &format!(
+            "| {} | {} | {} | {} | {} | {:.3} | {:.3} | {} | {:.0} |\n",
+            r.family,
+            n(r.images),
+            r.method,
+            r.seed,
+            r.fid.map_or("–".into(), |f| format!("{f:.1}")),
+            r.d_real,
+            r.d_fake,
+            r.final_t,
+            r.train_seconds
+        );
+    }
+    s +=
+        "\n| family | images | vanilla FID | diffusion FID | difference |\n|---|---|---|---|---|\n";
+    let mut keys: Vec<(String, i64)> = rows.iter().map(|r| (r.family.clone(), r.images)).collect();
+    keys.dedup();
+    for (family, images) in keys {
+        let fids = |m: &str| -> Vec<f64> {
+            rows.iter()
+                .filter(|r| r.family == family && r.images == images && r.method == m)
+                .filter_map(|r| r.fid)
+                .collect()
+        };
+        let (v, d) = (fids("vanilla"), fids("diffusion"));
+        if v.is_empty() || d.is_empty() {
+            continue;
+        }
+        let ((mv, sv), (md, sd)) = (mean_sd(&v), mean_sd(&d));
+        s += &format!(
+            "| {family} | {} | {mv:.1} ± {sv:.1} | {md:.1} ± {sd:.1} | {:+.1} (n = {}) |\n",
+            n(images),
+            md - mv,
+            v.len().min(d.len())
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Kind;
+
+    /// Features: the flattened image (a stand-in for the Inception).
+    struct Flat;
+
+    impl FeatureExtractor for Flat {
+        fn name(&self) -> &'static str {
+            "flat"
+        }
+        fn dim(&self) -> i64 {
+            784
+        }
+        fn batch_size(&self) -> i64 {
+            64
+        }
+        fn extract(&self, images: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+            Ok((images.flatten(1, -1).to_kind(Kind::Float), None))
+        }
+    }
+
+    /// The plan's arms differ in diffusion and image count only (within a family); `--set`
+    /// reaches every arm and the experiment keys change the plan; a tiny run on a synthetic
+    /// IDX set trains, scores (flat features), resumes without training again, and writes
+    /// its tables and curves.
+    #[test]
+    fn plan_and_tiny_run() {
+        let _rng = crate::test_rng_lock();
+        let p = plan(&[]).unwrap();
+        assert_eq!(p.arms.len(), 10);
+        assert_eq!(p.fid_samples, 5000);
+        let (a, b) = (&p.arms[0].cfg, &p.arms[1].cfg);
+        assert_eq!((a.diffusion.enabled, b.diffusion.enabled), (false, true));
+        assert_eq!(
+            (a.data.idx.max_images, p.arms[4].cfg.data.idx.max_images),
+            (200, 5000)
+        );
+        let e = plan(&["experiment.colour=1".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("experiment.colour"), "{e}");
+
+        let data = std::env::temp_dir().join(format!("ganlab-ld-data-{}", std::process::id()));
+        std::fs::create_dir_all(&data).unwrap();
+        for (file, n) in [
+            ("train-images-idx3-ubyte", 24u32),
+            ("t10k-images-idx3-ubyte", 16),
+        ] {
+            let mut bytes = vec![0u8, 0, 8, 3];
+            for d in [n, 28, 28] {
+                bytes.extend(d.to_be_bytes());
+            }
+            bytes.extend((0..n * 28 * 28).map(|i| ((i * 31) % 256) as u8));
+            std::fs::write(data.join(file), bytes).unwrap();
+        }
+        let sets: Vec<String> = [
+            "experiment.subsets=[8]".to_string(),
+            "experiment.fid_samples=12".into(),
+            "experiment.table8=false".into(),
+            format!("data.idx.dir={:?}", data),
+            "run.steps=2".into(),
+            "run.eval_every=2".into(),
+            "run.checkpoint_every=2".into(),
+            "run.eval_samples=8".into(),
+            "run.device=\"cpu\"".into(),
+            "model.dcgan.width=4".into(),
+        ]
+        .into();
+        let p = plan(&sets).unwrap();
+        assert_eq!(p.arms.len(), 2);
+        assert_eq!(p.arms[1].cfg.run.steps, 2);
+        let out = std::env::temp_dir().join(format!("ganlab-ld-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let rows = run(&p, &[0], &out, Some(&Flat), false).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert!(rows.iter().all(|r| r.fid.is_some_and(f64::is_finite)));
+        for f in ["results.md", "results.json", "curves.svg", "report.html"] {
+            assert!(out.join(f).is_file(), "{f}");
+        }
+        let again = run(&p, &[0], &out, Some(&Flat), false).unwrap();
+        assert_eq!(
+            again, rows,
+            "a finished experiment is reused, not trained again"
+        );
+        std::fs::remove_dir_all(&out).unwrap();
+        std::fs::remove_dir_all(&data).unwrap();
+    }
+}

@@ -373,25 +373,7 @@ pub fn markdown(rows: &[Row]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Kind;
-
-    /// Features: the flattened image (a stand-in for the Inception).
-    struct Flat;
-
-    impl FeatureExtractor for Flat {
-        fn name(&self) -> &'static str {
-            "flat"
-        }
-        fn dim(&self) -> i64 {
-            784
-        }
-        fn batch_size(&self) -> i64 {
-            64
-        }
-        fn extract(&self, images: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
-            Ok((images.flatten(1, -1).to_kind(Kind::Float), None))
-        }
-    }
+    use crate::metrics::extractors::FirstValues;
 
     /// The plan's arms differ in diffusion and image count only (within a family); `--set`
     /// reaches every arm and the experiment keys change the plan; a tiny run on a synthetic
@@ -445,13 +427,13 @@ mod tests {
         assert_eq!(p.arms[1].cfg.run.steps, 2);
         let out = std::env::temp_dir().join(format!("ganlab-ld-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&out);
-        let rows = run(&p, &[0], &out, Some(&Flat), false).unwrap();
+        let rows = run(&p, &[0], &out, Some(&FirstValues(6)), false).unwrap();
         assert_eq!(rows.len(), 2);
         assert!(rows.iter().all(|r| r.fid.is_some_and(f64::is_finite)));
         for f in ["results.md", "results.json", "curves.svg", "report.html"] {
             assert!(out.join(f).is_file(), "{f}");
         }
-        let again = run(&p, &[0], &out, Some(&Flat), false).unwrap();
+        let again = run(&p, &[0], &out, Some(&FirstValues(6)), false).unwrap();
         assert_eq!(
             again, rows,
             "a finished experiment is reused, not trained again"

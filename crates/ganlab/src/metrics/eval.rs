@@ -541,22 +541,8 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// Flattens images and keeps the first 6 values (a stand-in extractor).
-    struct Flat;
-    impl FeatureExtractor for Flat {
-        fn name(&self) -> &'static str {
-            "flat"
-        }
-        fn dim(&self) -> i64 {
-            6
-        }
-        fn batch_size(&self) -> i64 {
-            7
-        }
-        fn extract(&self, images: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
-            Ok((images.flatten(1, -1).narrow(1, 0, 6), None))
-        }
-    }
+    use crate::metrics::extractors::FirstValues;
+    const FLAT: FirstValues = FirstValues(6);
 
     /// Identical sets: FID ≈ 0 (< 1e-6), precision = recall = coverage = 1; the second call
     /// reads the real features from the cache; IS without logits is a named error.
@@ -575,7 +561,7 @@ mod tests {
             cache_dir: Some(dir.clone()),
         };
         let mut quiet = crate::progress::Silent;
-        let r = evaluate(&Flat, &x, &x, &opts, &mut quiet).unwrap();
+        let r = evaluate(&FLAT, &x, &x, &opts, &mut quiet).unwrap();
         assert!(r.fid.unwrap().abs() < 1e-6);
         assert_eq!(r.kid_subset_size, Some(30));
         assert_eq!(
@@ -583,11 +569,11 @@ mod tests {
             (Some(1.0), Some(1.0), Some(1.0))
         );
         assert!(!r.real_cached);
-        let again = evaluate(&Flat, &x, &x, &opts, &mut quiet).unwrap();
+        let again = evaluate(&FLAT, &x, &x, &opts, &mut quiet).unwrap();
         assert!(again.real_cached);
         assert_eq!(again.fid, r.fid);
         opts.metrics = vec!["is".into()];
-        let e = evaluate(&Flat, &x, &x, &opts, &mut quiet)
+        let e = evaluate(&FLAT, &x, &x, &opts, &mut quiet)
             .unwrap_err()
             .to_string();
         assert!(e.contains("logits"), "{e}");

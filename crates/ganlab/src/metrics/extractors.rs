@@ -256,6 +256,27 @@ pub fn extract_all(
     Ok((Tensor::cat(&feats, 0), logits))
 }
 
+/// A stand-in extractor for tests: the first `.0` values of each flattened image, 7 images
+/// per batch.
+#[cfg(test)]
+pub(crate) struct FirstValues(pub i64);
+
+#[cfg(test)]
+impl FeatureExtractor for FirstValues {
+    fn name(&self) -> &'static str {
+        "flat"
+    }
+    fn dim(&self) -> i64 {
+        self.0
+    }
+    fn batch_size(&self) -> i64 {
+        7
+    }
+    fn extract(&self, images: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        Ok((images.flatten(1, -1).narrow(1, 0, self.0), None))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -325,7 +325,7 @@ impl GanTask {
                 _ => self.objective.d_loss(&real, &fake),
             };
             let oc = self.objective.config();
-            let r1 = oc.r1_gamma > 0.0 && d_step % oc.r1_every == 0;
+            let r1 = oc.r1_gamma > 0.0 && d_step.is_multiple_of(oc.r1_every);
             if r1 || oc.gp_lambda > 0.0 {
                 // Penalties by double backward, on the diffused samples at their steps t.
                 let d = |y: &Tensor| self.d.forward_c(y, &t, c_real.as_ref());

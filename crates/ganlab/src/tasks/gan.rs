@@ -561,7 +561,13 @@ impl Generative for GanTask {
 
     fn generate(&self, z: &Tensor, c: Option<&Tensor>) -> Tensor {
         let _guard = tch::no_grad_guard();
-        self.groups.get("g").with_ema(|| self.g.forward_c(z, c))
+        let x = self.groups.get("g").with_ema(|| self.g.forward_c(z, c));
+        // Images are clamped to [-1, 1], as StyleGAN2's official code converts its unsquashed
+        // output to pixels (a no-op for the tanh generators); 2-D points are left alone.
+        match self.cfg.model.image_shape() {
+            Some(_) => x.clamp(-1.0, 1.0),
+            None => x,
+        }
     }
 
     fn generator(&self) -> &dyn Generator {

@@ -49,6 +49,9 @@ fn setting(name: &str) -> (Stylegan2Config, bool) {
 /// code's), exact.
 #[test]
 fn networks_match_the_official_structure() {
+    // Building networks draws from the global RNG; other tests seed it and rely on their
+    // sequence (the SNGAN test's power iterations), so take the lock.
+    let _rng = crate::test_rng_lock();
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
     let want: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(fixtures.join("stylegan2_reference.json")).unwrap(),
@@ -110,6 +113,9 @@ fn fill(vs: &nn::VarStore) {
 /// Tolerance 1e-4 relative to the largest value: float32 sums in another order.
 #[test]
 fn forward_matches_the_reference() {
+    // Building networks draws from the global RNG; other tests seed it and rely on their
+    // sequence (the SNGAN test's power iterations), so take the lock.
+    let _rng = crate::test_rng_lock();
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
     let want: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(fixtures.join("stylegan2_reference.json")).unwrap(),

@@ -4,15 +4,16 @@
 //! Arms: for each training-set size n (the first n images, `data.idx.max_images`; default
 //! 200, 1,000, 5,000) DCGAN vanilla vs Diffusion-DCGAN (configs/fashion-dcgan-diffusion.toml
 //! with `diffusion.enabled` off / on), and on the full set (Table 8) the same pair plus SNGAN
-//! vs Diffusion-SNGAN (configs/fashion-sngan-diffusion.toml), each at every seed, equal
-//! budget within a pair. Every finished run is scored by FID with the FID Inception:
+//! vs Diffusion-SNGAN (configs/fashion-sngan-diffusion.toml) and Projected GAN vs Diffusion
+//! ProjectedGAN (§4.2, noise on frozen features: configs/fashion-projected-diffusion.toml),
+//! each at every seed, equal budget within a pair. Every finished run is scored by FID with the FID Inception:
 //! `fid_samples` samples of the EMA generator against the whole test split (10,000 images;
 //! its statistics are cached in the experiment directory), and its D(real)/D(fake) curves are
 //! drawn. Runs and scores are resumable: a run directory holding `fid.json` for the same
 //! sample count is not scored again.
 //!
-//! `--set experiment.subsets=[200,1000]`, `--set experiment.fid_samples=2000` and
-//! `--set experiment.table8=false` change the plan; every other `--set` applies to every arm.
+//! `--set experiment.subsets=[200,1000]` (`[]`: none), `--set experiment.fid_samples=2000`
+//! and `--set experiment.table8=false` (or a list such as `[projected]`) change the plan; every other `--set` applies to every arm.
 
 use std::path::{Path, PathBuf};
 
@@ -30,7 +31,7 @@ use crate::train::TrainConfig;
 /// One arm: a config and where it sits in the tables.
 #[derive(Debug, Clone)]
 pub struct Arm {
-    /// "dcgan" or "sngan".
+    /// "dcgan", "sngan" or "projected".
     pub family: String,
     /// "vanilla" or "diffusion".
     pub method: String,
@@ -52,7 +53,7 @@ pub struct Plan {
 /// One scored run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Row {
-    /// "dcgan" or "sngan".
+    /// "dcgan", "sngan" or "projected".
     pub family: String,
     /// "vanilla" or "diffusion".
     pub method: String,
@@ -75,6 +76,16 @@ pub struct Row {
     pub train_seconds: f64,
 }
 
+/// The items of a `[a,b]` list written in a `--set` value (`[]`: none).
+fn list(value: &str) -> Vec<String> {
+    let inner = value.trim().trim_start_matches('[').trim_end_matches(']');
+    inner
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
 /// The built-in plan, with `sets` applied (see module docs).
 pub fn plan(sets: &[String]) -> Result<Plan> {
     let load = |text: &str, name: &str| TrainConfig::from_toml_str(text, Path::new(name));
@@ -86,7 +97,13 @@ pub fn plan(sets: &[String]) -> Result<Plan> {
         include_str!("../../../../configs/fashion-sngan-diffusion.toml"),
         "configs/fashion-sngan-diffusion.toml",
     )?;
-    let (mut subsets, mut fid_samples, mut table8) = (vec![200i64, 1000, 5000], 5000i64, true);
+    let projected = load(
+        include_str!("../../../../configs/fashion-projected-diffusion.toml"),
+        "configs/fashion-projected-diffusion.toml",
+    )?;
+    let full_families = ["dcgan", "sngan", "projected"];
+    let (mut subsets, mut fid_samples) = (vec![200i64, 1000, 5000], 5000i64);
+    let mut full: Vec<String> = full_families.iter().map(|f| f.to_string()).collect();
     let mut own = Vec::new();
     for s in sets {
         let Some(rest) = s.strip_prefix("experiment.") else {
@@ -97,14 +114,11 @@ pub fn plan(sets: &[String]) -> Result<Plan> {
         let bad = |m: &str| GanError::config(format!("experiment.{key}"), m.to_string());
         match key.trim() {
             "subsets" => {
-                subsets = value
-                    .trim()
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .split(',')
-                    .map(|v| v.trim().parse::<i64>())
+                subsets = list(value)
+                    .iter()
+                    .map(|v| v.parse::<i64>())
                     .collect::<std::result::Result<_, _>>()
-                    .map_err(|_| bad("must be a list of image counts, e.g. [200,1000]"))?;
+                    .map_err(|_| bad("must be a list of image counts, e.g. [200,1000] or []"))?;
                 if subsets
                     .iter()
                     .any(|&n| !(1..=crate::data::MAX_IMAGES).contains(&n))
@@ -124,10 +138,16 @@ pub fn plan(sets: &[String]) -> Result<Plan> {
                     .ok_or_else(|| bad("must be in [2, 100000]"))?;
             }
             "table8" => {
-                table8 = value
-                    .trim()
-                    .parse()
-                    .map_err(|_| bad("must be true or false"))?;
+                full = match value.trim() {
+                    "true" => full_families.iter().map(|f| f.to_string()).collect(),
+                    "false" => Vec::new(),
+                    v => list(v),
+                };
+                if let Some(f) = full.iter().find(|f| !full_families.contains(&f.as_str())) {
+                    return Err(bad(&format!(
+                        "must be true, false or a list of dcgan, sngan, projected; got {f:?}"
+                    )));
+                }
             }
             _ => return Err(bad("unknown; known: subsets, fid_samples, table8")),
         }
@@ -155,8 +175,12 @@ pub fn plan(sets: &[String]) -> Result<Plan> {
             arms.push(with(&dcgan, "dcgan", m, n)?);
         }
     }
-    if table8 {
-        for (family, cfg) in [("dcgan", &dcgan), ("sngan", &sngan)] {
+    for (family, cfg) in [
+        ("dcgan", &dcgan),
+        ("sngan", &sngan),
+        ("projected", &projected),
+    ] {
+        if full.iter().any(|f| f == family) {
             for m in ["vanilla", "diffusion"] {
                 arms.push(with(cfg, family, m, 0)?);
             }
@@ -383,8 +407,25 @@ mod tests {
     fn plan_and_tiny_run() {
         let _rng = crate::test_rng_lock();
         let p = plan(&[]).unwrap();
-        assert_eq!(p.arms.len(), 10);
+        assert_eq!(p.arms.len(), 12);
         assert_eq!(p.fid_samples, 5000);
+        let q = plan(&[
+            "experiment.subsets=[]".into(),
+            "experiment.table8=[projected]".into(),
+        ])
+        .unwrap();
+        assert_eq!(q.arms.len(), 2);
+        assert!(q
+            .arms
+            .iter()
+            .all(|a| a.family == "projected" && a.images == 0));
+        assert!(q.arms.iter().all(|a| a.cfg.model.projected.enabled));
+        let on: Vec<bool> = q.arms.iter().map(|a| a.cfg.diffusion.enabled).collect();
+        assert_eq!(on, [false, true]);
+        let e = plan(&["experiment.table8=[wgan]".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("experiment.table8") && e.contains("wgan"), "{e}");
         let (a, b) = (&p.arms[0].cfg, &p.arms[1].cfg);
         assert_eq!((a.diffusion.enabled, b.diffusion.enabled), (false, true));
         assert_eq!(

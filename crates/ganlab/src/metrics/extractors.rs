@@ -154,15 +154,7 @@ impl MnistCnn {
     pub fn load(path: &Path, device: Device) -> Result<Self> {
         require_fetched(path, "ccexam")?;
         let mut vs = nn::VarStore::new(device);
-        let root = vs.root();
-        let conv = nn::ConvConfig {
-            padding: 1,
-            ..Default::default()
-        };
-        let conv1 = nn::conv2d(&root / "features" / "0", 1, 32, 3, conv);
-        let conv2 = nn::conv2d(&root / "features" / "3", 32, 64, 3, conv);
-        let fc1 = nn::linear(&root / "classifier" / "0", 3136, 128, Default::default());
-        let fc2 = nn::linear(&root / "classifier" / "2", 128, 10, Default::default());
+        let (conv1, conv2, fc1, fc2) = Self::layers(&vs.root());
         vs.load(path).map_err(|e| {
             GanError::Input(format!(
                 "{}: not the ccexam MNIST CNN ({e})",
@@ -178,6 +170,20 @@ impl MnistCnn {
             fc2,
             device,
         })
+    }
+
+    /// The layers, named as ccexam's state dict.
+    fn layers(root: &nn::Path) -> (nn::Conv2D, nn::Conv2D, nn::Linear, nn::Linear) {
+        let conv = nn::ConvConfig {
+            padding: 1,
+            ..Default::default()
+        };
+        (
+            nn::conv2d(root / "features" / "0", 1, 32, 3, conv),
+            nn::conv2d(root / "features" / "3", 32, 64, 3, conv),
+            nn::linear(root / "classifier" / "0", 3136, 128, Default::default()),
+            nn::linear(root / "classifier" / "2", 128, 10, Default::default()),
+        )
     }
 
     /// [-1, 1] → [0, 1]; RGB → grey (channel mean); other sizes → 28×28 (bilinear,
@@ -202,12 +208,31 @@ impl MnistCnn {
     /// Features [n, 128] and logits [n, 10] of images in [-1, 1] on this network's device,
     /// differentiable with respect to the images (e.g. a class condition for `crate::refine`).
     pub fn forward(&self, images: &Tensor) -> Result<(Tensor, Tensor)> {
-        let x = Self::preprocess(&images.to_device(self.device))?;
-        let h = self.conv1.forward(&x).relu().max_pool2d_default(2);
-        let h = self.conv2.forward(&h).relu().max_pool2d_default(2);
+        let [_, h] = self.maps(images)?;
         let f = self.fc1.forward(&h.flatten(1, -1)).relu();
         let logits = self.fc2.forward(&f);
         Ok((f, logits))
+    }
+}
+
+impl MnistCnn {
+    /// The two convolutional blocks' outputs (after ReLU and max-pooling), [n, 32, 14, 14]
+    /// and [n, 64, 7, 7], of images in [-1, 1]; differentiable with respect to the images
+    /// (the feature maps of a projected discriminator, `crate::models::projected`).
+    pub fn maps(&self, images: &Tensor) -> Result<[Tensor; 2]> {
+        let x = Self::preprocess(&images.to_device(self.device))?;
+        let h1 = self.conv1.forward(&x).relu().max_pool2d_default(2);
+        let h2 = self.conv2.forward(&h1).relu().max_pool2d_default(2);
+        Ok([h1, h2])
+    }
+
+    /// Writes a network of ccexam's layout with PyTorch-default random weights to `path`:
+    /// a stand-in for tests that need the architecture, not the trained weights.
+    pub fn write_random(path: &Path) -> Result<()> {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _ = Self::layers(&vs.root());
+        vs.save(path)
+            .map_err(|e| GanError::Input(format!("{}: {e}", path.display())))
     }
 }
 

@@ -10,6 +10,7 @@ pub mod latent_unet;
 pub mod mlp;
 pub mod patchgan;
 pub mod perceptual;
+pub mod projected;
 pub mod resnet;
 pub mod sngan;
 pub mod stargan;
@@ -51,6 +52,11 @@ pub trait Discriminator: std::fmt::Debug {
     fn forward_c(&self, y: &Tensor, t: &Tensor, c: Option<&Tensor>) -> Tensor {
         let _ = c;
         self.forward(y, t)
+    }
+    /// The frozen-feature split of a projected discriminator (Diffusion ProjectedGAN), so the
+    /// diffusion noise goes on its feature maps; None for discriminators on pixels.
+    fn projection(&self) -> Option<&dyn projected::Projection> {
+        None
     }
     /// True when each sample's score depends on that sample alone (no batch statistics),
     /// so the trainer may score real and fake samples in one forward pass.

@@ -159,19 +159,21 @@ fn build_networks(
     cfg: &TrainConfig,
     g_vs: &nn::VarStore,
     d_vs: &nn::VarStore,
-) -> (Box<dyn Generator>, Box<dyn Discriminator>) {
+) -> Result<(Box<dyn Generator>, Box<dyn Discriminator>)> {
     // A conditional G takes [z, E(c)]: its inner network is built for the wider input.
     let cond = &cfg.model.conditional;
     let extra = if cond.enabled() { cond.embed_dim } else { 0 };
     let with_t = cfg.diffusion.enabled;
+    let projected = cfg.model.projected.enabled;
     macro_rules! family {
         ($m:expr) => {{
             let mut m = $m.clone();
             m.latent_dim += extra;
-            (
-                Box::new(m.init_generator(g_vs.root())) as Box<dyn Generator>,
-                Box::new(m.init_discriminator(d_vs.root(), with_t)) as Box<dyn Discriminator>,
-            )
+            let g = Box::new(m.init_generator(g_vs.root())) as Box<dyn Generator>;
+            let d = (!projected).then(|| {
+                Box::new(m.init_discriminator(d_vs.root(), with_t)) as Box<dyn Discriminator>
+            });
+            (g, d)
         }};
     }
     let (g, d) = match cfg.model.family {
@@ -180,11 +182,19 @@ fn build_networks(
         ModelFamily::Dcgan => family!(cfg.model.dcgan),
         ModelFamily::Stylegan2 => family!(cfg.model.stylegan2),
     };
+    let Some(d) = d else {
+        // The family's D is replaced by a projected one (validation refuses conditioning).
+        let p = crate::models::projected::ProjectedDiscriminator::new(
+            d_vs.root() / "projected",
+            &cfg.model.projected,
+        )?;
+        return Ok((g, Box::new(p)));
+    };
     if !cond.enabled() {
-        return (g, d);
+        return Ok((g, d));
     }
     use crate::models::conditional::{ConditionalDiscriminator, ConditionalGenerator};
-    (
+    Ok((
         Box::new(ConditionalGenerator::new(
             g,
             g_vs.root() / "class_embed",
@@ -195,7 +205,7 @@ fn build_networks(
             d_vs.root() / "class_embed",
             cond.num_classes,
         )),
-    )
+    ))
 }
 
 /// The GAN task (see module docs).
@@ -229,7 +239,7 @@ impl GanTask {
         tch::manual_seed(step_seed(cfg.run.seed, u64::MAX));
         let g_vs = nn::VarStore::new(device);
         let d_vs = nn::VarStore::new(device);
-        let (g, d) = build_networks(cfg, &g_vs, &d_vs);
+        let (g, d) = build_networks(cfg, &g_vs, &d_vs)?;
         let mut groups = Groups::default();
         groups.push(Group::new(
             "g",
@@ -297,47 +307,15 @@ impl GanTask {
                 &Tensor::randn([m, zdim], (Kind::Float, dev)),
                 c_fake.as_ref(),
             );
-            // Real and fake share the steps t; both are diffused in one call and, when D
-            // has no batch statistics, scored in one forward pass (fewer, larger ops).
-            let (yy, t) = self.diffusion.augment(&[&x, &xg])?;
-            let (real, fake) = if self.d.batch_independent() {
-                let cc = c_real
-                    .as_ref()
-                    .zip(c_fake.as_ref())
-                    .map(|(a, b)| Tensor::cat(&[a, b], 0));
-                let out = self.d.forward_c(&yy, &t.repeat([2]), cc.as_ref());
-                (out.narrow(0, 0, m), out.narrow(0, m, m))
+            let (loss_d, real, fake) = if let Some(p) = self.d.projection() {
+                // Feature-level noise: D's trained layers see diffused frozen features.
+                let maps = |x: &Tensor| tch::no_grad(|| p.project(x));
+                let real = p.head(&diffuse_maps(&mut self.diffusion, maps(&x)?)?);
+                let fake = p.head(&diffuse_maps(&mut self.diffusion, maps(&xg)?)?);
+                (self.objective.d_loss(&real, &fake), real, fake)
             } else {
-                (
-                    self.d.forward_c(&yy.narrow(0, 0, m), &t, c_real.as_ref()),
-                    self.d.forward_c(&yy.narrow(0, m, m), &t, c_fake.as_ref()),
-                )
+                self.d_loss_pixels(&x, &xg, c_real.as_ref(), c_fake.as_ref(), d_step)?
             };
-            let mut loss_d = match (&c_real, self.cfg.model.conditional.mismatched) {
-                // GAN-CLS negatives: real samples with a wrong label count as fakes.
-                (Some(c), true) => {
-                    let shift = Tensor::randint_low(1, classes, [m], (Kind::Int64, dev));
-                    let wrong = (c + shift).remainder(classes);
-                    let mis = self.d.forward_c(&yy.narrow(0, 0, m), &t, Some(&wrong));
-                    self.objective
-                        .d_loss(&real, &Tensor::cat(&[&fake, &mis], 0))
-                }
-                _ => self.objective.d_loss(&real, &fake),
-            };
-            let oc = self.objective.config();
-            let r1 = oc.r1_gamma > 0.0 && d_step.is_multiple_of(oc.r1_every);
-            if r1 || oc.gp_lambda > 0.0 {
-                // Penalties by double backward, on the diffused samples at their steps t.
-                let d = |y: &Tensor| self.d.forward_c(y, &t, c_real.as_ref());
-                let (y_real, y_fake) = (yy.narrow(0, 0, m), yy.narrow(0, m, m));
-                if r1 {
-                    loss_d += penalties::r1(&d, &y_real, oc.r1_gamma * oc.r1_every as f64);
-                }
-                if oc.gp_lambda > 0.0 {
-                    let eps = Tensor::rand([m], (Kind::Float, dev));
-                    loss_d += penalties::gradient_penalty(&d, &y_real, &y_fake, &eps, oc.gp_lambda);
-                }
-            }
             let clip = self.objective.clip();
             let opt = self.groups.get_mut("d").opt_mut();
             opt.zero_grad();
@@ -352,10 +330,62 @@ impl GanTask {
                 .real_signs(&real)
                 .sum(Kind::Float)
                 .double_value(&[]);
-            self.diffusion.observe_real(signs, m as u64);
+            self.diffusion.observe_real(signs, real.numel() as u64);
             last = Some((loss_d.detach(), real, fake.detach()));
         }
         Ok(last.expect("n_critic >= 1 is checked by ObjectiveConfig::validate"))
+    }
+
+    /// D's loss on real `x` and fake `xg` with the noise on pixels, and D on both.
+    fn d_loss_pixels(
+        &mut self,
+        x: &Tensor,
+        xg: &Tensor,
+        c_real: Option<&Tensor>,
+        c_fake: Option<&Tensor>,
+        d_step: u64,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let (m, dev) = (self.cfg.run.batch_size, self.device);
+        let classes = self.g.num_classes();
+        // Real and fake share the steps t; both are diffused in one call and, when D
+        // has no batch statistics, scored in one forward pass (fewer, larger ops).
+        let (yy, t) = self.diffusion.augment(&[x, xg])?;
+        let (real, fake) = if self.d.batch_independent() {
+            let cc = c_real.zip(c_fake).map(|(a, b)| Tensor::cat(&[a, b], 0));
+            let out = self.d.forward_c(&yy, &t.repeat([2]), cc.as_ref());
+            (out.narrow(0, 0, m), out.narrow(0, m, m))
+        } else {
+            (
+                self.d.forward_c(&yy.narrow(0, 0, m), &t, c_real),
+                self.d.forward_c(&yy.narrow(0, m, m), &t, c_fake),
+            )
+        };
+        let mut loss_d = match (c_real, self.cfg.model.conditional.mismatched) {
+            // GAN-CLS negatives: real samples with a wrong label count as fakes.
+            (Some(c), true) => {
+                let shift = Tensor::randint_low(1, classes, [m], (Kind::Int64, dev));
+                let wrong = (c + shift).remainder(classes);
+                let mis = self.d.forward_c(&yy.narrow(0, 0, m), &t, Some(&wrong));
+                self.objective
+                    .d_loss(&real, &Tensor::cat(&[&fake, &mis], 0))
+            }
+            _ => self.objective.d_loss(&real, &fake),
+        };
+        let oc = self.objective.config();
+        let r1 = oc.r1_gamma > 0.0 && d_step.is_multiple_of(oc.r1_every);
+        if r1 || oc.gp_lambda > 0.0 {
+            // Penalties by double backward, on the diffused samples at their steps t.
+            let d = |y: &Tensor| self.d.forward_c(y, &t, c_real);
+            let (y_real, y_fake) = (yy.narrow(0, 0, m), yy.narrow(0, m, m));
+            if r1 {
+                loss_d += penalties::r1(&d, &y_real, oc.r1_gamma * oc.r1_every as f64);
+            }
+            if oc.gp_lambda > 0.0 {
+                let eps = Tensor::rand([m], (Kind::Float, dev));
+                loss_d += penalties::gradient_penalty(&d, &y_real, &y_fake, &eps, oc.gp_lambda);
+            }
+        }
+        Ok((loss_d, real, fake))
     }
 
     /// The generator update of one step; returns its loss.
@@ -368,10 +398,13 @@ impl GanTask {
             &Tensor::randn([m, self.g.latent_dim()], (Kind::Float, dev)),
             c.as_ref(),
         );
-        let (yg, t) = self.diffusion.augment(&[&xg])?;
-        let loss_g = self
-            .objective
-            .g_loss(&self.d.forward_c(&yg, &t, c.as_ref()));
+        let out = if let Some(p) = self.d.projection() {
+            p.head(&diffuse_maps(&mut self.diffusion, p.project(&xg)?)?)
+        } else {
+            let (yg, t) = self.diffusion.augment(&[&xg])?;
+            self.d.forward_c(&yg, &t, c.as_ref())
+        };
+        let loss_g = self.objective.g_loss(&out);
         let opt = self.groups.get_mut("g").opt_mut();
         opt.zero_grad();
         loss_g.backward();
@@ -383,6 +416,19 @@ impl GanTask {
     pub fn scatter_svg(&self, samples: &Tensor, title: &str) -> Result<String> {
         scatter_svg(&self.cfg, samples, title)
     }
+}
+
+/// Diffuses feature maps ([n, C, H, W] each) with one step t per sample and channel, as
+/// Diffusion ProjectedGAN's `Diffusion.forward` draws `batch_size * num_channels` steps from
+/// t_epl (`pg_modules/diffusion.py`); each map draws its own steps. Disabled: unchanged.
+pub fn diffuse_maps(diffusion: &mut Diffusion, maps: Vec<Tensor>) -> Result<Vec<Tensor>> {
+    maps.into_iter()
+        .map(|f| {
+            let s = f.size();
+            let (y, _) = diffusion.augment(&[&f.reshape([s[0] * s[1], -1])])?;
+            Ok(y.reshape(s))
+        })
+        .collect()
 }
 
 /// Real points of the run's 2-D set (grey) vs `samples` (blue) as an SVG scatter plot.

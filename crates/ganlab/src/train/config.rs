@@ -20,6 +20,7 @@ use crate::error::{GanError, Result};
 use crate::models::conditional::ConditionalConfig;
 use crate::models::dcgan::DcganConfig;
 use crate::models::mlp::MlpConfig;
+use crate::models::projected::ProjectedConfig;
 use crate::models::sngan::SnganConfig;
 use crate::models::stylegan2::Stylegan2Config;
 use crate::objectives::ObjectiveConfig;
@@ -283,6 +284,9 @@ pub struct ModelConfig {
     pub stylegan2: Stylegan2Config,
     /// Class conditioning (any family).
     pub conditional: ConditionalConfig,
+    /// A discriminator on frozen pretrained features instead of the family's D (any image
+    /// family; Diffusion ProjectedGAN with diffusion on).
+    pub projected: ProjectedConfig,
 }
 
 impl ModelConfig {
@@ -327,6 +331,7 @@ impl Default for ModelConfig {
             sngan: SnganConfig::default(),
             stylegan2: Stylegan2Config::default(),
             conditional: ConditionalConfig::default(),
+            projected: ProjectedConfig::default(),
         }
     }
 }
@@ -596,7 +601,14 @@ impl TrainConfig {
                 .and_then(|m| m.get("family"))
                 .and_then(|f| f.as_str())
                 .is_some_and(|f| f != "mlp");
-        let preset = match (kind, image_data) {
+        // A projected D diffuses feature maps: Appendix G's feature preset.
+        let on_features = table
+            .get("model")
+            .and_then(|m| m.get("projected"))
+            .and_then(|p| p.get("enabled"))
+            .and_then(|e| e.as_bool())
+            == Some(true);
+        let preset = match (kind, image_data && !on_features) {
             // Translation tasks train without diffusion noise unless `enabled = true`.
             // …and the autoencoder and DDPM have no D at all.
             (
@@ -811,9 +823,52 @@ impl TrainConfig {
                 format!("must be 2 for 2-D data, got {}", self.model.mlp.data_dim),
             ));
         }
+        self.validate_projected()?;
         self.objective.validate("objective")?;
         self.optim.g.validate("optim.g")?;
         self.optim.d.validate("optim.d")
+    }
+
+    /// A projected D needs grey 28 px images (its backbone's input) and takes neither class
+    /// conditioning nor gradient penalties (Projected GAN uses none; the noise sits inside D).
+    fn validate_projected(&self) -> Result<()> {
+        let p = &self.model.projected;
+        p.validate("model.projected")?;
+        if !p.enabled {
+            return Ok(());
+        }
+        let err = |f: &str, m: String| Err(GanError::config(f, m));
+        match self.model.image_shape() {
+            Some((_, [1, 28, 28])) => {}
+            Some((field, [c, h, w])) => {
+                return err(
+                    field,
+                    format!("model.projected's mnist-cnn backbone takes 1×28×28 images; the model makes {c}×{h}×{w}"),
+                )
+            }
+            None => {
+                return err(
+                    "model.projected.enabled",
+                    "a projected discriminator needs an image family (dcgan, sngan or stylegan2)".into(),
+                )
+            }
+        }
+        if self.model.conditional.enabled() {
+            return err(
+                "model.projected.enabled",
+                "a projected discriminator is unconditional; set model.conditional.num_classes = 0"
+                    .into(),
+            );
+        }
+        let o = &self.objective;
+        if o.r1_gamma > 0.0 || o.gp_lambda > 0.0 {
+            return err(
+                "objective.r1_gamma",
+                "gradient penalties (r1_gamma, gp_lambda) must be 0 with a projected discriminator"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 }
 

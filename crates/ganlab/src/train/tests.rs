@@ -363,8 +363,23 @@ fn dcgan_on_idx_images() {
     sg.objective.r1_gamma = 1.0;
     sg.objective.r1_every = 2;
     assert!(sg.diffusion.enabled);
+    // DCGAN's G with a projected D (feature-level noise) on a random ccexam-layout backbone.
+    let mut pj = cfg.clone();
+    pj.model.projected = crate::models::projected::ProjectedConfig {
+        enabled: true,
+        weights: data.join("mnist_cnn.safetensors"),
+        channels: 4,
+        width: 4,
+        ..Default::default()
+    };
+    crate::metrics::MnistCnn::write_random(&pj.model.projected.weights).unwrap();
     let mut dirs = vec![data.clone(), sg.data.idx.dir.clone()];
-    for (name, cfg) in [("dcgan", cfg.clone()), ("sngan", sn), ("stylegan2", sg)] {
+    for (name, cfg) in [
+        ("dcgan", cfg.clone()),
+        ("sngan", sn),
+        ("stylegan2", sg),
+        ("projected", pj),
+    ] {
         let dir = tmp(name);
         let mut t = Trainer::new(cfg.clone(), &dir).unwrap();
         t.run(&mut Silent).unwrap();
@@ -383,6 +398,19 @@ fn dcgan_on_idx_images() {
             "{name}: report shows the grids"
         );
         let full = t.weights();
+        if name == "projected" {
+            // The random projections stay as drawn; the mini-discriminators learn; T moves.
+            let fresh_dir = tmp("projected-fresh");
+            let fresh = Trainer::new(cfg.clone(), &fresh_dir).unwrap();
+            for ((k, a), (_, b)) in full.iter().zip(fresh.weights()) {
+                let frozen = k.contains("projection");
+                if frozen || k.contains("disc0.down0.weight") {
+                    assert_eq!(a.equal(&b), frozen, "{k}");
+                }
+            }
+            drop(fresh);
+            dirs.push(fresh_dir);
+        }
         // Resume from step 2 of a copy of the run equals the uninterrupted run.
         let half = tmp(&format!("{name}-half"));
         let mut h = Trainer::new(

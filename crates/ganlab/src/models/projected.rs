@@ -31,7 +31,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 use super::Discriminator;
 use crate::error::{GanError, Result};
@@ -234,11 +234,6 @@ impl ProjectedDiscriminator {
             logits,
         })
     }
-
-    /// The device of the trained layers.
-    pub fn device(&self) -> Device {
-        self.ccm[0].w.device()
-    }
 }
 
 impl Projection for ProjectedDiscriminator {
@@ -310,6 +305,7 @@ impl Discriminator for ProjectedDiscriminator {
 mod tests {
     use super::*;
     use crate::diffusion::{AdaptiveMode, Diffusion, DiffusionConfig};
+    use tch::Device;
 
     /// A ccexam-layout network with random weights in a fresh temporary file.
     fn random_backbone(name: &str) -> PathBuf {

@@ -658,8 +658,82 @@ def attribute64_step(args):
     return step, 1
 
 
+def simgan28_step(args):
+    """One SimGAN step after pre-training as configs/simgan-digits.toml at the paper's refiner width
+    (and ganlab's simgan task): K_g = 2 refiner updates, then one local-D update whose refined batch is half fresh,
+    half from a history buffer of 6,400 images (SimGAN section 2.3). Refiner: conv3x3 64 + ReLU,
+    4 ResNet blocks (conv3x3, ReLU, conv3x3, + x, ReLU), conv1x1, tanh. D: conv3x3/2 96, conv3x3/2 64,
+    maxpool 3x3/1, conv3x3 32, conv1x1 32, conv1x1 2, ReLU between. Losses: mean patch
+    cross-entropy; refiner + 0.16 mean L1. Adam 1e-4, (0.5, 0.999); batch 64 at 28 px; 256 random
+    images per side."""
+    class Block(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.c1, self.c2 = nn.Conv2d(c, c, 3, padding=1), nn.Conv2d(c, c, 3, padding=1)
+
+        def forward(self, x):
+            return F.relu(self.c2(F.relu(self.c1(x))) + x)
+
+    r = nn.Sequential(nn.Conv2d(1, 64, 3, padding=1), nn.ReLU(), *[Block(64) for _ in range(4)],
+                      nn.Conv2d(64, 1, 1), nn.Tanh())
+    d = nn.Sequential(nn.Conv2d(1, 96, 3, 2, 1), nn.ReLU(), nn.Conv2d(96, 64, 3, 2, 1), nn.ReLU(),
+                      nn.MaxPool2d(3, 1, 1), nn.Conv2d(64, 32, 3, 1, 1), nn.ReLU(),
+                      nn.Conv2d(32, 32, 1), nn.ReLU(), nn.Conv2d(32, 2, 1))
+    orr = torch.optim.Adam(r.parameters(), 1e-4, betas=(0.5, 0.999))
+    od = torch.optim.Adam(d.parameters(), 1e-4, betas=(0.5, 0.999))
+    syn = torch.rand(256, 1, 28, 28) * 2 - 1
+    real = torch.rand(256, 1, 28, 28) * 2 - 1
+    buf, cap, m = [], 6400, 64
+
+    def ce(logits, cls):
+        return -F.log_softmax(logits, 1)[:, cls].mean()
+
+    def share_real(logits):
+        return (logits[:, 1] > logits[:, 0]).float().mean().item()
+
+    def step():
+        out = []
+        for _ in range(2):
+            x = syn[torch.randint(0, 256, (m,))]
+            y = r(x)
+            reg = (y - x).abs().mean()
+            d.requires_grad_(False)
+            lo = d(y)
+            adv = ce(lo, 1)
+            loss = 0.16 * reg + adv
+            orr.zero_grad()
+            loss.backward()
+            orr.step()
+            d.requires_grad_(True)
+            out = [adv.item(), share_real(lo.detach()), reg.item(), loss.item()]
+        x, yr = syn[torch.randint(0, 256, (m,))], real[torch.randint(0, 256, (m,))]
+        with torch.no_grad():
+            fresh = r(x)
+        h = m // 2
+        if len(buf) >= h:
+            pick = torch.randperm(len(buf))[:h]
+            fake = torch.cat([fresh[:m - h], torch.stack([buf[i] for i in pick])])
+        else:
+            fake = fresh
+        slots = torch.randperm(cap)
+        for i in range(h):
+            if len(buf) < cap:
+                buf.append(fresh[i].clone())
+            else:
+                buf[slots[i]] = fresh[i].clone()
+        lr_, lf = d(yr), d(fake)
+        ld = ce(lr_, 1) + ce(lf, 0)
+        od.zero_grad()
+        ld.backward()
+        od.step()
+        return out + [ld.item(), share_real(lr_.detach()), 1 - share_real(lf.detach())]
+
+    return step, 1
+
+
 WORKLOADS = {
     "attribute64_step": attribute64_step,
+    "simgan28_step": simgan28_step,
     "autoencoder64_step": autoencoder64_step,
     "ddpm_latent_step": ddpm_latent_step,
     "pix2pix64_step": pix2pix64_step,

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 mod bench_cmd;
 mod data_cmd;
+mod digits_cmd;
 mod edit_cmd;
 mod translate_cmd;
 
@@ -55,6 +56,9 @@ enum Command {
     /// Render paired SVGs to PNGs in the paired-folder layout (used by scripts/fetch-data).
     #[command(hide = true)]
     Rasterize(data_cmd::RasterizeArgs),
+    /// Render synthetic digits from fonts in MNIST's layout (used by scripts/fetch-data).
+    #[command(hide = true)]
+    RenderDigits(digits_cmd::RenderDigitsArgs),
     /// Translate images with a trained translation run (pix2pix, cyclegan, ugatit, ladiffgan): one PNG per
     /// input; or edit them by attributes with a multi-attribute run (bridgegan: --set, --reference).
     Translate(translate_cmd::TranslateArgs),
@@ -115,7 +119,9 @@ enum Command {
     /// StarGAN and label-/reference-based multi-attribute translation on emoji people: Tables
     /// 1–2; resumable), limited-data (Diffusion-GAN §4.3 and Table 8: DCGAN ± Diffusion-GAN on
     /// 200 / 1k / 5k Fashion-MNIST images, DCGAN and SNGAN ± Diffusion-GAN on all, FID of 5k
-    /// samples against the test split; resumable).
+    /// samples against the test split; resumable), simgan-digits (SimGAN refines font-drawn
+    /// digits toward real MNIST; digit classifiers trained on synthetic, refined and real
+    /// digits scored on the real test split; resumable).
     Experiment {
         /// Experiment name.
         name: String,
@@ -127,13 +133,15 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
         /// Output directory (default: runs/experiment-<name>). Must be new or empty, except
-        /// that ladiffgan-emoji and multi-attribute-emoji resume their own.
+        /// that ladiffgan-emoji, multi-attribute-emoji, limited-data and simgan-digits resume
+        /// their own.
         #[arg(long)]
         out: Option<PathBuf>,
         #[command(flatten)]
         overrides: Overrides,
         /// Seeds to run every arm at, e.g. 0,1,2 (gaussians25, translation-emoji,
-        /// ladiffgan-emoji, multi-attribute-emoji; default: run.seed).
+        /// ladiffgan-emoji, multi-attribute-emoji, limited-data, simgan-digits; default:
+        /// run.seed).
         #[arg(long, value_delimiter = ',')]
         seeds: Vec<u64>,
         /// No progress bar.
@@ -529,6 +537,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Describe(a) => translate_cmd::describe(a),
         Command::Translate(a) => translate_cmd::translate(a),
         Command::Rasterize(a) => data_cmd::run(a),
+        Command::RenderDigits(a) => digits_cmd::run(a),
         Command::Refine(a) => refine(a),
         Command::Bench(b) => {
             let workloads = if b.only.is_empty() {
@@ -584,11 +593,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         "translation-emoji",
                         "ladiffgan-emoji",
                         "multi-attribute-emoji",
-                        "limited-data"
+                        "limited-data",
+                        "simgan-digits"
                     ]
                     .contains(&name.as_str()),
                 GanError::Input(format!(
-                    "--seeds applies to gaussians25, translation-emoji, ladiffgan-emoji, multi-attribute-emoji and limited-data only, not {name}"
+                    "--seeds applies to gaussians25, translation-emoji, ladiffgan-emoji, multi-attribute-emoji, limited-data and simgan-digits only, not {name}"
                 ))
             );
             if name.starts_with("refine-") {
@@ -753,6 +763,42 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     let rows = exp::run(&plan, &seeds, &dir, Some(ex.as_ref()), !quiet)?;
                     println!("{}", exp::markdown(&rows));
                     println!("curves: {}", dir.join("curves.svg").display());
+                    Ok(())
+                }
+                "simgan-digits" => {
+                    use ganlab::experiments::simgan_digits as exp;
+                    anyhow::ensure!(
+                        config.is_none(),
+                        GanError::Input(
+                            "simgan-digits takes its config from configs/simgan-digits.toml; change it with --set (e.g. --set run.steps=..., --set experiment.classifier_steps=...)".into()
+                        )
+                    );
+                    let mut sets = overrides.set.clone();
+                    if let Some(s) = overrides.steps {
+                        sets.push(format!("run.steps={s}"));
+                    }
+                    if let Some(d) = &data {
+                        sets.push(format!(
+                            "simgan.data.synthetic={:?}",
+                            d.join("synth-digits")
+                        ));
+                        sets.push(format!("simgan.data.real={:?}", d.join("mnist")));
+                    }
+                    let plan = exp::plan(&sets)?;
+                    let seeds = if seeds.is_empty() {
+                        vec![overrides.seed.unwrap_or(plan.simgan.run.seed)]
+                    } else {
+                        seeds
+                    };
+                    // An existing directory of this experiment is resumed.
+                    let rows = exp::run(&plan, &seeds, &dir, !quiet)?;
+                    println!("{}", exp::markdown(&rows));
+                    for s in &seeds {
+                        println!(
+                            "grid (synthetic | refined | real): {}",
+                            exp::grid_path(&dir, *s).display()
+                        );
+                    }
                     Ok(())
                 }
                 "js-toy" => {

@@ -30,6 +30,7 @@ pub const WORKLOADS: &[&str] = &[
     "autoencoder64_step",
     "ddpm_latent_step",
     "attribute64_step",
+    "simgan28_step",
 ];
 
 /// Calls per timed block for `workload` (about one second each on 2 CPU cores).
@@ -47,6 +48,7 @@ pub fn default_iters(workload: &str) -> usize {
         "autoencoder64_step" => 2,
         "ddpm_latent_step" => 20,
         "attribute64_step" => 2,
+        "simgan28_step" => 2,
         "diffusion_noise" => 200,
         _ => 300,
     }
@@ -58,7 +60,7 @@ pub fn default_warmup(workload: &str) -> usize {
         "inception_features" | "dcgan64_gan" | "sngan32_gan" => 1,
         "stylegan2_32_step" | "diffusion_stylegan2_32_step" => 3,
         "pix2pix64_step" | "cyclegan64_step" | "ugatit64_step" | "autoencoder64_step"
-        | "attribute64_step" => 3,
+        | "attribute64_step" | "simgan28_step" => 3,
         "ddpm_latent_step" => 10,
         "dcgan32_gan" => 3,
         _ => 50,
@@ -364,6 +366,40 @@ pub fn run(workload: &str, p: Protocol) -> Result<Measurement> {
             cfg.bridgegan.data.exclusive.clear();
             cfg.bridgegan.data.flip = false;
             cfg.bridgegan.n_critic = 1;
+            cfg.run.device = "cpu".into();
+            cfg.run.steps = 100_000_000;
+            let mut t = Trainer::new(cfg, &scratch.0.join("run"))?;
+            Box::new(move || t.train_step().map(|_| 1.0))
+        }
+        "simgan28_step" => {
+            // One SimGAN step after pre-training as configs/simgan-digits.toml at the paper's
+            // width (and bench/pytorch_ref.py): K_g = 2 refiner updates (64 maps, 4 ResNet blocks;
+            // local adversarial + 0.16·L1) and one local-D update with the history buffer,
+            // batch 64 at 28 px, Adam 1e-4; 256 random images per side as IDX files.
+            tch::manual_seed(0);
+            for side in ["syn", "real"] {
+                let dir = scratch.0.join(side);
+                crate::error::IoContext::at(std::fs::create_dir_all(&dir), &dir)?;
+                let px: Vec<u8> = Vec::<f32>::try_from(
+                    tch::Tensor::rand([256 * 784], (tch::Kind::Float, tch::Device::Cpu)) * 255.0,
+                )?
+                .into_iter()
+                .map(|v| v as u8)
+                .collect();
+                for prefix in ["train", "t10k"] {
+                    let f = dir.join(format!("{prefix}-images-idx3-ubyte"));
+                    crate::data::idx::write_idx(&f, &[256, 28, 28], &px)?;
+                }
+            }
+            let mut cfg = TrainConfig::from_toml_str(
+                include_str!("../../../configs/simgan-digits.toml"),
+                std::path::Path::new("simgan28_step"),
+            )?;
+            cfg.simgan.data.synthetic = scratch.0.join("syn");
+            cfg.simgan.data.real = scratch.0.join("real");
+            cfg.simgan.pretrain_refiner = 0;
+            cfg.simgan.pretrain_d = 0;
+            cfg.simgan.refiner.channels = 64;
             cfg.run.device = "cpu".into();
             cfg.run.steps = 100_000_000;
             let mut t = Trainer::new(cfg, &scratch.0.join("run"))?;

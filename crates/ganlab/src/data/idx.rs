@@ -41,6 +41,31 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
     })
 }
 
+/// Writes an IDX array of unsigned bytes (gzip-compressed when `path` ends in `.gz`), as
+/// [`read_idx`] reads it; refuses data whose length is not the product of `dims`.
+pub fn write_idx(path: &Path, dims: &[usize], data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    if dims.iter().product::<usize>() != data.len() || dims.is_empty() || dims.len() > 255 {
+        return Err(GanError::Input(format!(
+            "{}: {} bytes do not fill dimensions {dims:?}",
+            path.display(),
+            data.len()
+        )));
+    }
+    let mut bytes = vec![0u8, 0, 8, dims.len() as u8];
+    for &d in dims {
+        let d = u32::try_from(d).map_err(|_| bad(path, &format!("dimension {d} > u32")))?;
+        bytes.extend(d.to_be_bytes());
+    }
+    bytes.extend_from_slice(data);
+    if path.extension().is_some_and(|e| e == "gz") {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&bytes).at(path)?;
+        bytes = gz.finish().at(path)?;
+    }
+    crate::io::write_atomic(path, &bytes)
+}
+
 fn bad(path: &Path, msg: &str) -> GanError {
     GanError::Input(format!("{}: not a valid IDX file: {msg}", path.display()))
 }

@@ -7,6 +7,7 @@ pub mod limited_data;
 pub mod multi_attribute;
 pub mod pix2pix;
 pub mod refine;
+pub mod simgan_digits;
 pub mod translation;
 
 /// Names accepted by `ganlab experiment`.
@@ -20,6 +21,7 @@ pub const NAMES: &[&str] = &[
     "ladiffgan-emoji",
     "multi-attribute-emoji",
     "limited-data",
+    "simgan-digits",
 ];
 
 use std::path::Path;

@@ -141,7 +141,7 @@ impl FeatureExtractor for InceptionFid {
 /// ReLU, fc 128→10; input (x − 0.1307)/0.3081 with x ∈ [0, 1], 28×28 grey.
 #[derive(Debug)]
 pub struct MnistCnn {
-    _vs: nn::VarStore,
+    vs: nn::VarStore,
     conv1: nn::Conv2D,
     conv2: nn::Conv2D,
     fc1: nn::Linear,
@@ -163,7 +163,7 @@ impl MnistCnn {
         })?;
         vs.freeze();
         Ok(Self {
-            _vs: vs,
+            vs,
             conv1,
             conv2,
             fc1,
@@ -229,10 +229,31 @@ impl MnistCnn {
     /// Writes a network of ccexam's layout with PyTorch-default random weights to `path`:
     /// a stand-in for tests that need the architecture, not the trained weights.
     pub fn write_random(path: &Path) -> Result<()> {
-        let vs = nn::VarStore::new(Device::Cpu);
-        let _ = Self::layers(&vs.root());
-        vs.save(path)
+        Self::random(Device::Cpu)
+            .vs
+            .save(path)
             .map_err(|e| GanError::Input(format!("{}: {e}", path.display())))
+    }
+
+    /// A trainable network of ccexam's layout with PyTorch-default random weights (drawn
+    /// from libtorch's generator): the digit classifiers that `crate::experiments::
+    /// simgan_digits` trains from scratch.
+    pub fn random(device: Device) -> Self {
+        let vs = nn::VarStore::new(device);
+        let (conv1, conv2, fc1, fc2) = Self::layers(&vs.root());
+        Self {
+            vs,
+            conv1,
+            conv2,
+            fc1,
+            fc2,
+            device,
+        }
+    }
+
+    /// The weights (trainable for [`MnistCnn::random`], frozen for [`MnistCnn::load`]).
+    pub fn var_store(&self) -> &nn::VarStore {
+        &self.vs
     }
 }
 

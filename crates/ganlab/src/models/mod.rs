@@ -12,6 +12,7 @@ pub mod patchgan;
 pub mod perceptual;
 pub mod projected;
 pub mod resnet;
+pub mod simgan;
 pub mod sngan;
 pub mod stargan;
 pub mod stylegan2;

@@ -19,6 +19,7 @@ pub mod ddpm;
 pub mod gan;
 pub mod ladiffgan;
 pub mod pix2pix;
+pub mod simgan;
 pub mod stargan;
 pub mod ugatit;
 pub mod unpaired;
@@ -241,6 +242,7 @@ pub fn build(cfg: &TrainConfig, mode: Mode) -> Result<Box<dyn Task>> {
         TaskKind::AttributeClassifier => {
             Box::new(attribute_classifier::ClassifierTask::new(cfg, mode)?)
         }
+        TaskKind::Simgan => Box::new(simgan::Simgan::new(cfg, mode)?),
     })
 }
 

@@ -31,6 +31,7 @@ use crate::tasks::cyclegan::CycleGanConfig;
 use crate::tasks::ddpm::DdpmConfig;
 use crate::tasks::ladiffgan::LadiffganConfig;
 use crate::tasks::pix2pix::Pix2pixConfig;
+use crate::tasks::simgan::SimganConfig;
 use crate::tasks::stargan::StarGanConfig;
 use crate::tasks::ugatit::UgatitConfig;
 
@@ -65,6 +66,8 @@ pub enum TaskKind {
     /// The attribute classifier that scores edits (`crate::tasks::attribute_classifier`;
     /// section attribute_classifier).
     AttributeClassifier,
+    /// Sim-to-real refinement (`crate::tasks::simgan`; section simgan).
+    Simgan,
 }
 
 impl TaskKind {
@@ -81,6 +84,7 @@ impl TaskKind {
             TaskKind::Bridgegan => &["bridgegan"],
             TaskKind::Stargan => &["stargan"],
             TaskKind::AttributeClassifier => &["attribute_classifier"],
+            TaskKind::Simgan => &["simgan"],
         }
     }
 
@@ -97,6 +101,7 @@ impl TaskKind {
             TaskKind::Bridgegan,
             TaskKind::Stargan,
             TaskKind::AttributeClassifier,
+            TaskKind::Simgan,
         ]
         .iter()
         .flat_map(|k| k.sections().iter().copied())
@@ -116,6 +121,7 @@ impl TaskKind {
             TaskKind::Bridgegan => "bridgegan",
             TaskKind::Stargan => "stargan",
             TaskKind::AttributeClassifier => "attribute_classifier",
+            TaskKind::Simgan => "simgan",
         }
     }
 }
@@ -125,7 +131,7 @@ impl TaskKind {
 #[serde(deny_unknown_fields, default)]
 pub struct TaskConfig {
     /// "gan" (default), "pix2pix", "cyclegan", "ugatit", "autoencoder", "ddpm", "ladiffgan" or
-    /// "bridgegan", "stargan" or "attribute_classifier".
+    /// "bridgegan", "stargan", "attribute_classifier" or "simgan".
     pub kind: TaskKind,
 }
 
@@ -393,6 +399,8 @@ pub struct TrainConfig {
     pub stargan: StarGanConfig,
     /// The attribute classifier task.
     pub attribute_classifier: ClassifierConfig,
+    /// The SimGAN task.
+    pub simgan: SimganConfig,
 }
 
 /// What a run's config.toml holds: the shared sections and the chosen task's.
@@ -427,6 +435,8 @@ struct TaskView<'a> {
     stargan: Option<&'a StarGanConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     attribute_classifier: Option<&'a ClassifierConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    simgan: Option<&'a SimganConfig>,
 }
 
 /// Fills the fields a user left out of an optimizer section (`[optim.g]`,
@@ -470,6 +480,7 @@ impl Default for TrainConfig {
             bridgegan: BridgeConfig::default(),
             stargan: StarGanConfig::default(),
             attribute_classifier: ClassifierConfig::default(),
+            simgan: SimganConfig::default(),
         }
     }
 }
@@ -620,7 +631,8 @@ impl TrainConfig {
                 | TaskKind::Ladiffgan
                 | TaskKind::Bridgegan
                 | TaskKind::Stargan
-                | TaskKind::AttributeClassifier,
+                | TaskKind::AttributeClassifier
+                | TaskKind::Simgan,
                 _,
             ) => DiffusionConfig {
                 enabled: false,
@@ -695,6 +707,7 @@ impl TrainConfig {
             stargan: (self.task.kind == TaskKind::Stargan).then_some(&self.stargan),
             attribute_classifier: (self.task.kind == TaskKind::AttributeClassifier)
                 .then_some(&self.attribute_classifier),
+            simgan: (self.task.kind == TaskKind::Simgan).then_some(&self.simgan),
         };
         toml::to_string_pretty(&view).expect("config is always serializable")
     }
@@ -764,6 +777,15 @@ impl TrainConfig {
             TaskKind::Stargan => self.stargan.validate("stargan"),
             TaskKind::AttributeClassifier => {
                 self.attribute_classifier.validate("attribute_classifier")
+            }
+            TaskKind::Simgan => {
+                if self.diffusion.enabled {
+                    return Err(GanError::config(
+                        "diffusion.enabled",
+                        "must be false for simgan: its local discriminator takes no t",
+                    ));
+                }
+                self.simgan.validate("simgan")
             }
         }
     }
@@ -1010,6 +1032,7 @@ mod shipped_configs {
             "bridgegan",
             "stargan",
             "attribute_classifier",
+            "simgan",
         ] {
             let text = format!("[task]\nkind = \"{kind}\"\n");
             want.push(

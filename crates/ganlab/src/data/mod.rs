@@ -3,6 +3,7 @@
 //! reproducible and resumable).
 
 pub mod attributes;
+pub mod captions;
 pub mod cifar;
 pub mod folder;
 pub mod idx;

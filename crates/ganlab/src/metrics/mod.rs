@@ -3,6 +3,7 @@
 pub mod eval;
 pub mod extractors;
 pub mod features;
+pub mod retrieval;
 pub mod toy;
 
 pub use extractors::{extract_all, FeatureExtractor, InceptionFid, MnistCnn};

@@ -16,6 +16,7 @@ pub mod simgan;
 pub mod sngan;
 pub mod stargan;
 pub mod stylegan2;
+pub mod text;
 pub mod ugatit;
 pub mod unet;
 

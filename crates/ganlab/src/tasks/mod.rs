@@ -21,6 +21,7 @@ pub mod ladiffgan;
 pub mod pix2pix;
 pub mod simgan;
 pub mod stargan;
+pub mod text_encoder;
 pub mod ugatit;
 pub mod unpaired;
 
@@ -179,6 +180,11 @@ pub trait Task: std::fmt::Debug {
     fn attribute_classifier(&self) -> Option<&dyn attribute_classifier::AttributeClassifier> {
         None
     }
+    /// The joint text–image embedding, for text encoder runs (text-to-image conditioning
+    /// and R-precision).
+    fn text_embedder(&self) -> Option<&dyn text_encoder::TextEmbedder> {
+        None
+    }
 }
 
 /// The diffusion controller's state as logged scalars: T, p and r_d (NaN before the first
@@ -243,6 +249,7 @@ pub fn build(cfg: &TrainConfig, mode: Mode) -> Result<Box<dyn Task>> {
             Box::new(attribute_classifier::ClassifierTask::new(cfg, mode)?)
         }
         TaskKind::Simgan => Box::new(simgan::Simgan::new(cfg, mode)?),
+        TaskKind::TextEncoder => Box::new(text_encoder::TextEncoderTask::new(cfg, mode)?),
     })
 }
 

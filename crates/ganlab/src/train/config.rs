@@ -33,6 +33,7 @@ use crate::tasks::ladiffgan::LadiffganConfig;
 use crate::tasks::pix2pix::Pix2pixConfig;
 use crate::tasks::simgan::SimganConfig;
 use crate::tasks::stargan::StarGanConfig;
+use crate::tasks::text_encoder::TextEncoderConfig;
 use crate::tasks::ugatit::UgatitConfig;
 
 /// The tasks a config can choose (`[task] kind`).
@@ -68,6 +69,9 @@ pub enum TaskKind {
     AttributeClassifier,
     /// Sim-to-real refinement (`crate::tasks::simgan`; section simgan).
     Simgan,
+    /// The joint text–image embedding for text-to-image synthesis
+    /// (`crate::tasks::text_encoder`; section text_encoder).
+    TextEncoder,
 }
 
 impl TaskKind {
@@ -85,6 +89,7 @@ impl TaskKind {
             TaskKind::Stargan => &["stargan"],
             TaskKind::AttributeClassifier => &["attribute_classifier"],
             TaskKind::Simgan => &["simgan"],
+            TaskKind::TextEncoder => &["text_encoder"],
         }
     }
 
@@ -102,6 +107,7 @@ impl TaskKind {
             TaskKind::Stargan,
             TaskKind::AttributeClassifier,
             TaskKind::Simgan,
+            TaskKind::TextEncoder,
         ]
         .iter()
         .flat_map(|k| k.sections().iter().copied())
@@ -122,6 +128,7 @@ impl TaskKind {
             TaskKind::Stargan => "stargan",
             TaskKind::AttributeClassifier => "attribute_classifier",
             TaskKind::Simgan => "simgan",
+            TaskKind::TextEncoder => "text_encoder",
         }
     }
 }
@@ -131,7 +138,7 @@ impl TaskKind {
 #[serde(deny_unknown_fields, default)]
 pub struct TaskConfig {
     /// "gan" (default), "pix2pix", "cyclegan", "ugatit", "autoencoder", "ddpm", "ladiffgan" or
-    /// "bridgegan", "stargan", "attribute_classifier" or "simgan".
+    /// "bridgegan", "stargan", "attribute_classifier", "simgan" or "text_encoder".
     pub kind: TaskKind,
 }
 
@@ -401,6 +408,8 @@ pub struct TrainConfig {
     pub attribute_classifier: ClassifierConfig,
     /// The SimGAN task.
     pub simgan: SimganConfig,
+    /// The text encoder task.
+    pub text_encoder: TextEncoderConfig,
 }
 
 /// What a run's config.toml holds: the shared sections and the chosen task's.
@@ -437,6 +446,8 @@ struct TaskView<'a> {
     attribute_classifier: Option<&'a ClassifierConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     simgan: Option<&'a SimganConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text_encoder: Option<&'a TextEncoderConfig>,
 }
 
 /// Fills the fields a user left out of an optimizer section (`[optim.g]`,
@@ -481,6 +492,7 @@ impl Default for TrainConfig {
             stargan: StarGanConfig::default(),
             attribute_classifier: ClassifierConfig::default(),
             simgan: SimganConfig::default(),
+            text_encoder: TextEncoderConfig::default(),
         }
     }
 }
@@ -632,7 +644,8 @@ impl TrainConfig {
                 | TaskKind::Bridgegan
                 | TaskKind::Stargan
                 | TaskKind::AttributeClassifier
-                | TaskKind::Simgan,
+                | TaskKind::Simgan
+                | TaskKind::TextEncoder,
                 _,
             ) => DiffusionConfig {
                 enabled: false,
@@ -708,6 +721,7 @@ impl TrainConfig {
             attribute_classifier: (self.task.kind == TaskKind::AttributeClassifier)
                 .then_some(&self.attribute_classifier),
             simgan: (self.task.kind == TaskKind::Simgan).then_some(&self.simgan),
+            text_encoder: (self.task.kind == TaskKind::TextEncoder).then_some(&self.text_encoder),
         };
         toml::to_string_pretty(&view).expect("config is always serializable")
     }
@@ -762,6 +776,18 @@ impl TrainConfig {
             ));
         }
         self.diffusion.validate("diffusion")?;
+        // Tasks with no discriminator that takes t (SimGAN's local D, the text encoder).
+        if self.diffusion.enabled
+            && matches!(self.task.kind, TaskKind::Simgan | TaskKind::TextEncoder)
+        {
+            return Err(GanError::config(
+                "diffusion.enabled",
+                format!(
+                    "must be false for {}: it has no discriminator that takes t",
+                    self.task.kind.name()
+                ),
+            ));
+        }
         match self.task.kind {
             TaskKind::Gan => self.validate_gan(),
             TaskKind::Pix2pix => self.pix2pix.validate("pix2pix"),
@@ -778,15 +804,8 @@ impl TrainConfig {
             TaskKind::AttributeClassifier => {
                 self.attribute_classifier.validate("attribute_classifier")
             }
-            TaskKind::Simgan => {
-                if self.diffusion.enabled {
-                    return Err(GanError::config(
-                        "diffusion.enabled",
-                        "must be false for simgan: its local discriminator takes no t",
-                    ));
-                }
-                self.simgan.validate("simgan")
-            }
+            TaskKind::Simgan => self.simgan.validate("simgan"),
+            TaskKind::TextEncoder => self.text_encoder.validate("text_encoder"),
         }
     }
 
@@ -1033,6 +1052,7 @@ mod shipped_configs {
             "stargan",
             "attribute_classifier",
             "simgan",
+            "text_encoder",
         ] {
             let text = format!("[task]\nkind = \"{kind}\"\n");
             want.push(

@@ -80,6 +80,9 @@ enum Command {
         /// Class-conditional runs: all samples of this class (default: classes in turn).
         #[arg(long)]
         class: Option<i64>,
+        /// Text-to-image runs (gan_int_cls): all samples of this caption.
+        #[arg(long, conflicts_with = "class")]
+        text: Option<String>,
     },
     /// Walk the latent space of a run: ROWS paths of STEPS codes between random endpoints
     /// (slerp): interpolation.png (one path per row) or interpolation.svg (2-D), and .npy.
@@ -444,16 +447,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out,
             seed,
             class,
+            text,
         } => {
             anyhow::ensure!(
                 (1..=10_000_000).contains(&n),
                 GanError::Input(format!("--n must be in [1, 10000000], got {n}"))
             );
             let r = Run::open(&run)?;
-            let t = r.generative()?;
-            let x = match class {
-                Some(k) => t.sample_class(n, seed, k)?,
-                None => t.sample(n, seed),
+            let x = match (text, class) {
+                (Some(caption), _) => {
+                    let t = r.task().text_to_image().ok_or_else(|| {
+                        GanError::config(
+                            "--text",
+                            format!("{} is not a text-to-image run", run.display()),
+                        )
+                    })?;
+                    t.sample_text(&vec![caption.as_str(); n as usize], seed)?
+                }
+                (None, Some(k)) => r.generative()?.sample_class(n, seed, k)?,
+                (None, None) => r.generative()?.sample(n, seed),
             };
             ganlab::io::create_output_dir(&out)?;
             ganlab::report::npy::write_f32(&out.join("samples.npy"), &x)?;

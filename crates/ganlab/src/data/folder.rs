@@ -169,6 +169,16 @@ pub fn resize_crop(x: &Tensor, s: i64) -> Tensor {
     y.narrow(1, (nh - s) / 2, s).narrow(2, (nw - s) / 2, s)
 }
 
+/// Images [n, C, h, w] resized to s × s (bilinear, antialiased when shrinking); the
+/// input itself when it has that size.
+pub fn resize_batch(x: &Tensor, s: i64) -> Tensor {
+    let sz = x.size();
+    if sz[2] == s && sz[3] == s {
+        return x.shallow_clone();
+    }
+    x.internal_upsample_bilinear2d_aa([s, s], false, None, None)
+}
+
 /// One PNG or JPEG file as [C, H, W] in [−1, 1] (C = 1 grey or 3 RGB, transparency
 /// composited on white).
 pub fn load_image(path: &Path) -> Result<Tensor> {

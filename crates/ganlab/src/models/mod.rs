@@ -17,6 +17,7 @@ pub mod sngan;
 pub mod stargan;
 pub mod stylegan2;
 pub mod text;
+pub mod text2image;
 pub mod ugatit;
 pub mod unet;
 

@@ -17,6 +17,7 @@ pub mod bridgegan;
 pub mod cyclegan;
 pub mod ddpm;
 pub mod gan;
+pub mod gan_int_cls;
 pub mod ladiffgan;
 pub mod pix2pix;
 pub mod simgan;
@@ -185,6 +186,10 @@ pub trait Task: std::fmt::Debug {
     fn text_embedder(&self) -> Option<&dyn text_encoder::TextEmbedder> {
         None
     }
+    /// Caption → image, for text-to-image runs (`ganlab sample --text`).
+    fn text_to_image(&self) -> Option<&dyn gan_int_cls::TextToImage> {
+        None
+    }
 }
 
 /// The diffusion controller's state as logged scalars: T, p and r_d (NaN before the first
@@ -250,6 +255,7 @@ pub fn build(cfg: &TrainConfig, mode: Mode) -> Result<Box<dyn Task>> {
         }
         TaskKind::Simgan => Box::new(simgan::Simgan::new(cfg, mode)?),
         TaskKind::TextEncoder => Box::new(text_encoder::TextEncoderTask::new(cfg, mode)?),
+        TaskKind::GanIntCls => Box::new(gan_int_cls::GanIntCls::new(cfg, mode)?),
     })
 }
 

@@ -356,7 +356,7 @@ impl Task for TextEncoderTask {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::progress::Silent;
     use crate::train::Trainer;
@@ -372,7 +372,7 @@ mod tests {
 
     /// `reps` training images and one test image per colour at 32 px (a square of the colour
     /// on grey, placed by the repetition) with captions "<colour> square" and "<colour>".
-    fn write_data(dir: &Path, reps: i64) {
+    pub(crate) fn write_data(dir: &Path, reps: i64) {
         let mut tsv = String::new();
         for split in ["trainB", "testB"] {
             std::fs::create_dir_all(dir.join(split)).unwrap();
@@ -399,7 +399,7 @@ mod tests {
         std::fs::write(dir.join("captions.tsv"), tsv).unwrap();
     }
 
-    fn tiny(dir: &Path, steps: u64) -> TrainConfig {
+    pub(crate) fn tiny(dir: &Path, steps: u64) -> TrainConfig {
         let mut cfg =
             TrainConfig::from_toml_str("[task]\nkind = \"text_encoder\"\n", Path::new("t"))
                 .unwrap();

@@ -29,6 +29,7 @@ use crate::tasks::autoencoder::AutoencoderTaskConfig;
 use crate::tasks::bridgegan::BridgeConfig;
 use crate::tasks::cyclegan::CycleGanConfig;
 use crate::tasks::ddpm::DdpmConfig;
+use crate::tasks::gan_int_cls::GanIntClsConfig;
 use crate::tasks::ladiffgan::LadiffganConfig;
 use crate::tasks::pix2pix::Pix2pixConfig;
 use crate::tasks::simgan::SimganConfig;
@@ -72,6 +73,9 @@ pub enum TaskKind {
     /// The joint text–image embedding for text-to-image synthesis
     /// (`crate::tasks::text_encoder`; section text_encoder).
     TextEncoder,
+    /// Text-to-image with a matching-aware D and interpolated text
+    /// (`crate::tasks::gan_int_cls`; section gan_int_cls).
+    GanIntCls,
 }
 
 impl TaskKind {
@@ -90,6 +94,7 @@ impl TaskKind {
             TaskKind::AttributeClassifier => &["attribute_classifier"],
             TaskKind::Simgan => &["simgan"],
             TaskKind::TextEncoder => &["text_encoder"],
+            TaskKind::GanIntCls => &["gan_int_cls"],
         }
     }
 
@@ -108,6 +113,7 @@ impl TaskKind {
             TaskKind::AttributeClassifier,
             TaskKind::Simgan,
             TaskKind::TextEncoder,
+            TaskKind::GanIntCls,
         ]
         .iter()
         .flat_map(|k| k.sections().iter().copied())
@@ -129,6 +135,7 @@ impl TaskKind {
             TaskKind::AttributeClassifier => "attribute_classifier",
             TaskKind::Simgan => "simgan",
             TaskKind::TextEncoder => "text_encoder",
+            TaskKind::GanIntCls => "gan_int_cls",
         }
     }
 }
@@ -138,7 +145,7 @@ impl TaskKind {
 #[serde(deny_unknown_fields, default)]
 pub struct TaskConfig {
     /// "gan" (default), "pix2pix", "cyclegan", "ugatit", "autoencoder", "ddpm", "ladiffgan" or
-    /// "bridgegan", "stargan", "attribute_classifier", "simgan" or "text_encoder".
+    /// "bridgegan", "stargan", "attribute_classifier", "simgan", "text_encoder" or "gan_int_cls".
     pub kind: TaskKind,
 }
 
@@ -410,6 +417,8 @@ pub struct TrainConfig {
     pub simgan: SimganConfig,
     /// The text encoder task.
     pub text_encoder: TextEncoderConfig,
+    /// The GAN-INT-CLS task.
+    pub gan_int_cls: GanIntClsConfig,
 }
 
 /// What a run's config.toml holds: the shared sections and the chosen task's.
@@ -448,6 +457,8 @@ struct TaskView<'a> {
     simgan: Option<&'a SimganConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     text_encoder: Option<&'a TextEncoderConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gan_int_cls: Option<&'a GanIntClsConfig>,
 }
 
 /// Fills the fields a user left out of an optimizer section (`[optim.g]`,
@@ -493,6 +504,7 @@ impl Default for TrainConfig {
             attribute_classifier: ClassifierConfig::default(),
             simgan: SimganConfig::default(),
             text_encoder: TextEncoderConfig::default(),
+            gan_int_cls: GanIntClsConfig::default(),
         }
     }
 }
@@ -645,7 +657,8 @@ impl TrainConfig {
                 | TaskKind::Stargan
                 | TaskKind::AttributeClassifier
                 | TaskKind::Simgan
-                | TaskKind::TextEncoder,
+                | TaskKind::TextEncoder
+                | TaskKind::GanIntCls,
                 _,
             ) => DiffusionConfig {
                 enabled: false,
@@ -722,6 +735,7 @@ impl TrainConfig {
                 .then_some(&self.attribute_classifier),
             simgan: (self.task.kind == TaskKind::Simgan).then_some(&self.simgan),
             text_encoder: (self.task.kind == TaskKind::TextEncoder).then_some(&self.text_encoder),
+            gan_int_cls: (self.task.kind == TaskKind::GanIntCls).then_some(&self.gan_int_cls),
         };
         toml::to_string_pretty(&view).expect("config is always serializable")
     }
@@ -778,7 +792,10 @@ impl TrainConfig {
         self.diffusion.validate("diffusion")?;
         // Tasks with no discriminator that takes t (SimGAN's local D, the text encoder).
         if self.diffusion.enabled
-            && matches!(self.task.kind, TaskKind::Simgan | TaskKind::TextEncoder)
+            && matches!(
+                self.task.kind,
+                TaskKind::Simgan | TaskKind::TextEncoder | TaskKind::GanIntCls
+            )
         {
             return Err(GanError::config(
                 "diffusion.enabled",
@@ -806,6 +823,7 @@ impl TrainConfig {
             }
             TaskKind::Simgan => self.simgan.validate("simgan"),
             TaskKind::TextEncoder => self.text_encoder.validate("text_encoder"),
+            TaskKind::GanIntCls => self.gan_int_cls.validate("gan_int_cls"),
         }
     }
 
@@ -1053,6 +1071,7 @@ mod shipped_configs {
             "attribute_classifier",
             "simgan",
             "text_encoder",
+            "gan_int_cls",
         ] {
             let text = format!("[task]\nkind = \"{kind}\"\n");
             want.push(

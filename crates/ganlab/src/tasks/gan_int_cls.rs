@@ -241,6 +241,42 @@ impl GanIntCls {
         )))
     }
 
+    /// Text interpolation walks (the paper's Fig. 8): for `probes` / 2 pairs of test
+    /// captions, one row each of 8 images from the first caption's embedding to the
+    /// second's, h = (1 − β) h₁ + β h₂ for β = 0, 1/7, …, 1, with one noise vector per row (so
+    /// only the text changes); and the caption pairs.
+    fn walks(&self) -> Result<Option<(Tensor, Vec<(String, String)>)>> {
+        let Some(test) = &self.test else {
+            return Ok(None);
+        };
+        let rows = (self.cfg.gan_int_cls.probes / 2).max(1) as usize;
+        let n = test.len();
+        if n < 2 {
+            return Ok(None);
+        }
+        let pairs: Vec<(String, String)> = (0..rows)
+            .map(|r| {
+                let i = (r * n / rows) % n;
+                let j = (i + n / 2) % n;
+                (test.captions[i][0].clone(), test.captions[j][0].clone())
+            })
+            .collect();
+        let ends: Vec<&str> = pairs
+            .iter()
+            .flat_map(|(a, b)| [a.as_str(), b.as_str()])
+            .collect();
+        let h = self.embed(&ends).view([rows as i64, 2, -1]);
+        let beta = Tensor::linspace(0.0, 1.0, 8, (Kind::Float, self.device)).view([1, 8, 1]);
+        let (h1, h2) = (h.narrow(1, 0, 1), h.narrow(1, 1, 1));
+        let hw = (&h1 * (beta.ones_like() - &beta) + &h2 * &beta).flatten(0, 1);
+        tch::manual_seed(step_seed(self.cfg.run.seed, u64::MAX - 5));
+        let z = Tensor::randn([rows as i64, 1, self.z_dim()], (Kind::Float, self.device))
+            .expand([rows as i64, 8, self.z_dim()], false)
+            .flatten(0, 1);
+        let x = self.sample_embedded(&hw, &z).to_device(Device::Cpu);
+        Ok(Some((crate::data::grid(&x, 8, 2)?, pairs)))
+    }
+
     /// R-precision of images generated for the test split's first captions (at most
     /// `run.eval_samples`), among 100 candidates, with the encoder's image side.
     fn test_r_precision(&self) -> Result<Option<f64>> {
@@ -425,6 +461,19 @@ impl Task for GanIntCls {
                 html: format!(
                     "<img src=\"samples.png\" alt=\"samples per caption\"><ol>{list}</ol>"
                 ),
+            });
+        }
+        if let Some((grid, pairs)) = self.walks()? {
+            crate::data::write_png(&dir.join("interpolation.png"), &grid)?;
+            let esc = crate::report::svg::escape;
+            let list: String = pairs
+                .iter()
+                .map(|(a, b)| format!("<li>{} → {}</li>", esc(a), esc(b)))
+                .collect();
+            sections.push(Section {
+                heading: "Text interpolation (one row per caption pair, one noise vector per row)"
+                    .into(),
+                html: format!("<img src=\"interpolation.png\" alt=\"text walks\"><ol>{list}</ol>"),
             });
         }
         Ok(Outputs { summary, sections })

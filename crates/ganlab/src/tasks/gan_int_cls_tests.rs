@@ -55,8 +55,8 @@ fn tiny(data: &Path, encoder: &Path, steps: u64) -> TrainConfig {
 }
 
 /// A GAN-INT-CLS run end to end: D's three terms and GAN-INT's term logged, the grid of
-/// 3 test captions × 2 draws, R-precision in summary.json, a bit-identical resume, captions
-/// drawn through the run handle; without `cls` and `int` no wrong-text or interpolation
+/// 3 test captions × 2 draws, an interpolation walk, R-precision in summary.json, a
+/// bit-identical resume, captions drawn through the run handle; without `cls` and `int` no wrong-text or interpolation
 /// term is logged; a run dir that is not a text encoder is refused naming the field.
 #[test]
 fn trains_resumes_and_draws_for_captions() {
@@ -88,6 +88,12 @@ fn trains_resumes_and_draws_for_captions() {
         grid.size(),
         vec![3, 3 * 34 + 2, 2 * 34 + 2],
         "3 captions × 2 draws"
+    );
+    let walk = crate::data::folder::load_image(&a.join("interpolation.png")).unwrap();
+    assert_eq!(
+        walk.size(),
+        vec![3, 34 + 2, 8 * 34 + 2],
+        "1 caption pair × 8 steps"
     );
     Trainer::new(tiny(&data, &enc, 2), &b)
         .unwrap()

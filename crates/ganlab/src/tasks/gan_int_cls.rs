@@ -129,6 +129,9 @@ pub fn matching_aware_d_loss(s_r: &Tensor, s_w: Option<&Tensor>, s_f: &Tensor) -
     }
 }
 
+/// Two captions a walk goes between.
+type CaptionPair = (String, String);
+
 /// A model that draws images for captions (`ganlab sample --text`).
 pub trait TextToImage {
     /// Images [n, 3, s, s] for `captions` (one each), noise from `seed` (no gradient).
@@ -245,7 +248,7 @@ impl GanIntCls {
     /// captions, one row each of 8 images from the first caption's embedding to the
     /// second's, h = (1 − β) h₁ + β h₂ for β = 0, 1/7, …, 1, with one noise vector per row (so
     /// only the text changes); and the caption pairs.
-    fn walks(&self) -> Result<Option<(Tensor, Vec<(String, String)>)>> {
+    fn walks(&self) -> Result<Option<(Tensor, Vec<CaptionPair>)>> {
         let Some(test) = &self.test else {
             return Ok(None);
         };
@@ -254,7 +257,7 @@ impl GanIntCls {
         if n < 2 {
             return Ok(None);
         }
-        let pairs: Vec<(String, String)> = (0..rows)
+        let pairs: Vec<CaptionPair> = (0..rows)
             .map(|r| {
                 let i = (r * n / rows) % n;
                 let j = (i + n / 2) % n;

@@ -731,9 +731,85 @@ def simgan28_step(args):
     return step, 1
 
 
+def projected28_step(args, diffusion):
+    """One Projected GAN step at 28 px grey as configs/fashion-projected-diffusion.toml (and ganlab's
+    GAN task with [model.projected]): DCGAN G (width 64, z 100: ConvT 7x7 to 128@7, 64@14, 1@28); D on
+    the frozen MNIST CNN's maps (32@14, 64@7; random weights, speed only), random frozen 1x1 CCM to
+    64 and CSM (from the coarsest level, conv1x1(up2(m_next + c_l)), bilinear, aligned corners),
+    spectrally normalised mini-Ds (conv 4x4/2 + BN + LeakyReLU 0.2 while the side exceeds 8, then
+    conv 4x4 without bias); hinge loss, Adam(2e-4, (0, 0.99)), batch 64. The diffusion variant
+    noises the feature maps, one t per sample and channel (linear beta 1e-4 -> 0.01, sigma 0.5)."""
+    w, nz, batch = 64, 100, 64
+    G = nn.Sequential(nn.ConvTranspose2d(nz, 2 * w, 7, 1, 0, bias=False), nn.BatchNorm2d(2 * w), nn.ReLU(),
+                      nn.ConvTranspose2d(2 * w, w, 4, 2, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(),
+                      nn.ConvTranspose2d(w, 1, 4, 2, 1), nn.Tanh())
+    frozen = nn.ModuleList([nn.Conv2d(1, 32, 3, padding=1), nn.Conv2d(32, 64, 3, padding=1),
+                            nn.Conv2d(32, 64, 1), nn.Conv2d(64, 64, 1), nn.Conv2d(64, 64, 1), nn.Conv2d(64, 64, 1)])
+    frozen.requires_grad_(False)
+    conv1, conv2, ccm, csm = frozen[0], frozen[1], frozen[2:4], frozen[4:6]
+    sn = nn.utils.parametrizations.spectral_norm
+
+    def mini(side):
+        layers, c = [], 64
+        while side > 8:
+            layers += [sn(nn.Conv2d(c, w, 4, 2, 1)), nn.BatchNorm2d(w), nn.LeakyReLU(0.2)]
+            c, side = w, side // 2
+        return nn.Sequential(*layers, sn(nn.Conv2d(c, 1, 4, 1, 0, bias=False)), nn.Flatten())
+
+    heads = nn.ModuleList([mini(28), mini(14)])
+    abar = torch.cumprod(1 - torch.linspace(1e-4, 0.01, 500), 0)
+
+    def diffuse(m):
+        if not diffusion:
+            return m
+        a = abar[torch.randint(0, 5, (m.shape[0], m.shape[1], 1, 1))]
+        return a.sqrt() * m + (1 - a).sqrt() * 0.5 * torch.randn_like(m)
+
+    def disc(x):
+        x = ((x + 1) / 2 - 0.1307) / 0.3081
+        h1 = F.max_pool2d(F.relu(conv1(x)), 2)
+        h2 = F.max_pool2d(F.relu(conv2(h1)), 2)
+        c = [p(diffuse(m)) for p, m in zip(ccm, (h1, h2))]
+        out, prev = [], None
+        for lvl in (1, 0):
+            s = c[lvl] if prev is None else prev + c[lvl]
+            prev = csm[lvl](F.interpolate(s, scale_factor=2, mode="bilinear", align_corners=True))
+            out.append(prev)
+        out.reverse()
+        return torch.cat([h(m) for h, m in zip(heads, out)], 1)
+
+    og = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.0, 0.99))
+    od = torch.optim.Adam(heads.parameters(), 2e-4, betas=(0.0, 0.99))
+    data = torch.rand(1024, 1, 28, 28) * 2 - 1
+
+    def step():
+        x = data[torch.randint(0, 1024, (batch,))]
+        with torch.no_grad():
+            xg = G(torch.randn(batch, nz, 1, 1))
+        real, fake = disc(x), disc(xg)
+        ld = F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+        od.zero_grad()
+        ld.backward()
+        od.step()
+        heads.requires_grad_(False)
+        lg = -disc(G(torch.randn(batch, nz, 1, 1))).mean()
+        og.zero_grad()
+        lg.backward()
+        og.step()
+        heads.requires_grad_(True)
+        out = [ld.item(), lg.item(), real.detach().mean().item(), fake.detach().mean().item()]
+        if diffusion:
+            out.append(real.detach().mean(1).sign().sum().item())
+        return out
+
+    return step, 1
+
+
 WORKLOADS = {
     "attribute64_step": attribute64_step,
     "simgan28_step": simgan28_step,
+    "projected28_step": lambda a: projected28_step(a, False),
+    "diffusion_projected28_step": lambda a: projected28_step(a, True),
     "autoencoder64_step": autoencoder64_step,
     "ddpm_latent_step": ddpm_latent_step,
     "pix2pix64_step": pix2pix64_step,

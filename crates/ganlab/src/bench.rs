@@ -31,6 +31,8 @@ pub const WORKLOADS: &[&str] = &[
     "ddpm_latent_step",
     "attribute64_step",
     "simgan28_step",
+    "projected28_step",
+    "diffusion_projected28_step",
 ];
 
 /// Calls per timed block for `workload` (about one second each on 2 CPU cores).
@@ -49,6 +51,7 @@ pub fn default_iters(workload: &str) -> usize {
         "ddpm_latent_step" => 20,
         "attribute64_step" => 2,
         "simgan28_step" => 2,
+        "projected28_step" | "diffusion_projected28_step" => 3,
         "diffusion_noise" => 200,
         _ => 300,
     }
@@ -59,8 +62,14 @@ pub fn default_warmup(workload: &str) -> usize {
     match workload {
         "inception_features" | "dcgan64_gan" | "sngan32_gan" => 1,
         "stylegan2_32_step" | "diffusion_stylegan2_32_step" => 3,
-        "pix2pix64_step" | "cyclegan64_step" | "ugatit64_step" | "autoencoder64_step"
-        | "attribute64_step" | "simgan28_step" => 3,
+        "pix2pix64_step"
+        | "cyclegan64_step"
+        | "ugatit64_step"
+        | "autoencoder64_step"
+        | "attribute64_step"
+        | "simgan28_step"
+        | "projected28_step"
+        | "diffusion_projected28_step" => 3,
         "ddpm_latent_step" => 10,
         "dcgan32_gan" => 3,
         _ => 50,
@@ -369,6 +378,33 @@ pub fn run(workload: &str, p: Protocol) -> Result<Measurement> {
             cfg.run.device = "cpu".into();
             cfg.run.steps = 100_000_000;
             let mut t = Trainer::new(cfg, &scratch.0.join("run"))?;
+            Box::new(move || t.train_step().map(|_| 1.0))
+        }
+        "projected28_step" | "diffusion_projected28_step" => {
+            // Projected GAN at 28 px grey as configs/fashion-projected-diffusion.toml (and
+            // bench/pytorch_ref.py): DCGAN G (width 64, z 100), D on the frozen MNIST CNN's two
+            // maps (random weights of ccexam's layout: speed, not quality), random frozen
+            // CCM/CSM to 64 channels, spectrally normalised mini-Ds of width 64; hinge loss,
+            // Adam(2e-4, 0, 0.99), batch 64; the diffusion variant adds the noise on the
+            // feature maps (one t per sample and channel). 1024 fixed random images.
+            let weights = scratch.0.join("mnist_cnn.safetensors");
+            crate::error::IoContext::at(std::fs::create_dir_all(&scratch.0), &scratch.0)?;
+            crate::metrics::MnistCnn::write_random(&weights)?;
+            let mut cfg = TrainConfig::from_toml_str(
+                include_str!("../../../configs/fashion-projected-diffusion.toml"),
+                std::path::Path::new(workload),
+            )?;
+            cfg.model.projected.weights = weights;
+            cfg.diffusion.enabled = workload.starts_with("diffusion");
+            cfg.run.device = "cpu".into();
+            cfg.run.steps = 100_000_000;
+            tch::manual_seed(0);
+            let images = tch::Tensor::rand([1024, 1, 28, 28], (tch::Kind::Float, tch::Device::Cpu))
+                * 2.0
+                - 1.0;
+            let data = Box::new(crate::data::TensorSampler::new(images)?);
+            let task = crate::tasks::gan::GanTask::with_sampler(&cfg, data)?;
+            let mut t = Trainer::with_task(cfg, &scratch.0.join("run"), Box::new(task))?;
             Box::new(move || t.train_step().map(|_| 1.0))
         }
         "simgan28_step" => {

@@ -22,6 +22,7 @@ pub mod ladiffgan;
 pub mod pix2pix;
 pub mod simgan;
 pub mod stargan;
+pub mod text2image_data;
 pub mod text_encoder;
 pub mod ugatit;
 pub mod unpaired;

@@ -14,6 +14,7 @@ pub mod projected;
 pub mod resnet;
 pub mod simgan;
 pub mod sngan;
+pub mod stackgan;
 pub mod stargan;
 pub mod stylegan2;
 pub mod text;

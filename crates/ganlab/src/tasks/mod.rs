@@ -21,6 +21,7 @@ pub mod gan_int_cls;
 pub mod ladiffgan;
 pub mod pix2pix;
 pub mod simgan;
+pub mod stackgan;
 pub mod stargan;
 pub mod text2image_data;
 pub mod text_encoder;
@@ -257,6 +258,7 @@ pub fn build(cfg: &TrainConfig, mode: Mode) -> Result<Box<dyn Task>> {
         TaskKind::Simgan => Box::new(simgan::Simgan::new(cfg, mode)?),
         TaskKind::TextEncoder => Box::new(text_encoder::TextEncoderTask::new(cfg, mode)?),
         TaskKind::GanIntCls => Box::new(gan_int_cls::GanIntCls::new(cfg, mode)?),
+        TaskKind::Stackgan => Box::new(stackgan::Stackgan::new(cfg, mode)?),
     })
 }
 

@@ -33,6 +33,7 @@ use crate::tasks::gan_int_cls::GanIntClsConfig;
 use crate::tasks::ladiffgan::LadiffganConfig;
 use crate::tasks::pix2pix::Pix2pixConfig;
 use crate::tasks::simgan::SimganConfig;
+use crate::tasks::stackgan::StackganConfig;
 use crate::tasks::stargan::StarGanConfig;
 use crate::tasks::text_encoder::TextEncoderConfig;
 use crate::tasks::ugatit::UgatitConfig;
@@ -76,6 +77,9 @@ pub enum TaskKind {
     /// Text-to-image with a matching-aware D and interpolated text
     /// (`crate::tasks::gan_int_cls`; section gan_int_cls).
     GanIntCls,
+    /// Text-to-image in two stages with conditioning augmentation (`crate::tasks::stackgan`;
+    /// section stackgan).
+    Stackgan,
 }
 
 impl TaskKind {
@@ -95,6 +99,7 @@ impl TaskKind {
             TaskKind::Simgan => &["simgan"],
             TaskKind::TextEncoder => &["text_encoder"],
             TaskKind::GanIntCls => &["gan_int_cls"],
+            TaskKind::Stackgan => &["stackgan"],
         }
     }
 
@@ -114,6 +119,7 @@ impl TaskKind {
             TaskKind::Simgan,
             TaskKind::TextEncoder,
             TaskKind::GanIntCls,
+            TaskKind::Stackgan,
         ]
         .iter()
         .flat_map(|k| k.sections().iter().copied())
@@ -136,6 +142,7 @@ impl TaskKind {
             TaskKind::Simgan => "simgan",
             TaskKind::TextEncoder => "text_encoder",
             TaskKind::GanIntCls => "gan_int_cls",
+            TaskKind::Stackgan => "stackgan",
         }
     }
 }
@@ -145,7 +152,7 @@ impl TaskKind {
 #[serde(deny_unknown_fields, default)]
 pub struct TaskConfig {
     /// "gan" (default), "pix2pix", "cyclegan", "ugatit", "autoencoder", "ddpm", "ladiffgan" or
-    /// "bridgegan", "stargan", "attribute_classifier", "simgan", "text_encoder" or "gan_int_cls".
+    /// "bridgegan", "stargan", "attribute_classifier", "simgan", "text_encoder", "gan_int_cls" or "stackgan".
     pub kind: TaskKind,
 }
 
@@ -419,6 +426,8 @@ pub struct TrainConfig {
     pub text_encoder: TextEncoderConfig,
     /// The GAN-INT-CLS task.
     pub gan_int_cls: GanIntClsConfig,
+    /// The StackGAN task.
+    pub stackgan: StackganConfig,
 }
 
 /// What a run's config.toml holds: the shared sections and the chosen task's.
@@ -459,6 +468,8 @@ struct TaskView<'a> {
     text_encoder: Option<&'a TextEncoderConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     gan_int_cls: Option<&'a GanIntClsConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stackgan: Option<&'a StackganConfig>,
 }
 
 /// Fills the fields a user left out of an optimizer section (`[optim.g]`,
@@ -505,6 +516,7 @@ impl Default for TrainConfig {
             simgan: SimganConfig::default(),
             text_encoder: TextEncoderConfig::default(),
             gan_int_cls: GanIntClsConfig::default(),
+            stackgan: StackganConfig::default(),
         }
     }
 }
@@ -658,7 +670,8 @@ impl TrainConfig {
                 | TaskKind::AttributeClassifier
                 | TaskKind::Simgan
                 | TaskKind::TextEncoder
-                | TaskKind::GanIntCls,
+                | TaskKind::GanIntCls
+                | TaskKind::Stackgan,
                 _,
             ) => DiffusionConfig {
                 enabled: false,
@@ -736,6 +749,7 @@ impl TrainConfig {
             simgan: (self.task.kind == TaskKind::Simgan).then_some(&self.simgan),
             text_encoder: (self.task.kind == TaskKind::TextEncoder).then_some(&self.text_encoder),
             gan_int_cls: (self.task.kind == TaskKind::GanIntCls).then_some(&self.gan_int_cls),
+            stackgan: (self.task.kind == TaskKind::Stackgan).then_some(&self.stackgan),
         };
         toml::to_string_pretty(&view).expect("config is always serializable")
     }
@@ -794,7 +808,7 @@ impl TrainConfig {
         if self.diffusion.enabled
             && matches!(
                 self.task.kind,
-                TaskKind::Simgan | TaskKind::TextEncoder | TaskKind::GanIntCls
+                TaskKind::Simgan | TaskKind::TextEncoder | TaskKind::GanIntCls | TaskKind::Stackgan
             )
         {
             return Err(GanError::config(
@@ -824,6 +838,7 @@ impl TrainConfig {
             TaskKind::Simgan => self.simgan.validate("simgan"),
             TaskKind::TextEncoder => self.text_encoder.validate("text_encoder"),
             TaskKind::GanIntCls => self.gan_int_cls.validate("gan_int_cls"),
+            TaskKind::Stackgan => self.stackgan.validate("stackgan"),
         }
     }
 
@@ -1072,6 +1087,7 @@ mod shipped_configs {
             "simgan",
             "text_encoder",
             "gan_int_cls",
+            "stackgan",
         ] {
             let text = format!("[task]\nkind = \"{kind}\"\n");
             want.push(

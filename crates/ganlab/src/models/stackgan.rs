@@ -1,6 +1,7 @@
 //! StackGAN's networks (Zhang et al., ICCV 2017; gan-lecture.txt "StackGAN"), layer for
 //! layer as the official code (hanzhanggit/StackGAN-Pytorch `code/model.py`) at any output
-//! side, on a frozen text embedding:
+//! side, on a frozen text embedding (parameter counts at the official settings equal those of
+//! tests/fixtures/stackgan_reference.py, a PyTorch restatement of `model.py`):
 //!
 //! - **Conditioning augmentation** [`CaNet`]: fc(φ_t) → ReLU → (μ, log σ²) halves (as the
 //!   official `CA_NET`, ReLU included), c = μ + σ ⊙ ε, ε ~ N(0, I); its regulariser
@@ -373,6 +374,7 @@ impl StackDiscriminator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
     use tch::Device;
 
     /// KL by closed form: μ = 0, log σ² = 0 gives 0; μ = 1, log σ² = 0 gives ½ per element;
@@ -469,5 +471,41 @@ mod tests {
             + 512 * 16 + 1; // cond out
         assert_eq!(count("g."), g_want);
         assert_eq!(count("d."), d_want);
+    }
+
+    /// Trainable parameter counts equal the official networks' at their settings (Stage-I
+    /// at 64 px, Stage-II at 256 px, 1,024-d embeddings, c 128, GF_DIM 128, DF_DIM 64, 4
+    /// residual blocks), as tests/fixtures/stackgan_reference.py (PyTorch) counts them; exact.
+    #[test]
+    fn counts_match_the_official_code() {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/stackgan_reference.json");
+        let want: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+        let s1 = StackNetConfig::default();
+        let s2 = StackNetConfig {
+            ngf: 128,
+            ..s1.clone()
+        };
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _g1 = Stage1Generator::new(vs.root() / "g1", &s1, 1024, 64);
+        let _d1 = StackDiscriminator::new(vs.root() / "d1", &s1, 64, false);
+        let _g2 = Stage2Generator::new(vs.root() / "g2", &s2, 1024, 64, 256);
+        let _d2 = StackDiscriminator::new(vs.root() / "d2", &s2, 256, true);
+        let count = |prefix: &str| -> i64 {
+            vs.variables()
+                .iter()
+                .filter(|(k, _)| k.starts_with(prefix) && !k.contains("running"))
+                .map(|(_, v)| v.numel() as i64)
+                .sum::<i64>()
+        };
+        for (prefix, key) in [
+            ("g1.", "stage1_g_64"),
+            ("d1.", "stage1_d_64"),
+            ("g2.", "stage2_g_256"),
+            ("d2.", "stage2_d_256"),
+        ] {
+            assert_eq!(count(prefix), want[key].as_i64().unwrap(), "{key}");
+        }
     }
 }

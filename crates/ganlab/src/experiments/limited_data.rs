@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
+use super::mean_sd;
 use crate::error::{GanError, IoContext, Result};
 use crate::io::write_atomic;
 use crate::metrics::extractors::{extract_all, FeatureExtractor};
@@ -332,14 +333,6 @@ pub fn run(
     r.pre(&md).figure(&fig);
     write_atomic(&out.join("report.html"), r.render().as_bytes())?;
     Ok(rows)
-}
-
-/// Mean and sample standard deviation.
-fn mean_sd(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    (m, var.sqrt())
 }
 
 /// Per-run rows, then per (family, images) the FID mean ± sd over seeds of both methods.

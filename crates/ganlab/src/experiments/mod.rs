@@ -29,6 +29,14 @@ use std::path::Path;
 use crate::error::{GanError, Result};
 use crate::train::{TrainConfig, Trainer};
 
+/// Mean and sample standard deviation (0 for a single value) of `v` (not empty).
+pub fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (m, var.sqrt())
+}
+
 /// Trains `cfg` into `dir`, or picks up what is there: a run finished (summary.json) at the
 /// config's step budget is not trained again and its summary is returned; an interrupted one (checkpoints, no summary)
 /// resumes to the config's step budget, and so does one finished short of it (its last

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+use super::mean_sd;
 use crate::data::{load_idx_images, Split};
 use crate::error::{GanError, Result};
 use crate::io::write_atomic;
@@ -251,18 +252,6 @@ pub fn run(plan: &Plan, seeds: &[u64], dir: &Path, progress: bool) -> Result<Vec
     }
     write_atomic(&dir.join("results.md"), markdown(&rows).as_bytes())?;
     Ok(rows)
-}
-
-/// Mean and sample standard deviation.
-fn mean_sd(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 {
-        v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    (m, var.sqrt())
 }
 
 /// The results as Markdown: one row per training source (accuracy per seed, mean ± sd) and

@@ -124,7 +124,9 @@ enum Command {
     /// 200 / 1k / 5k Fashion-MNIST images, DCGAN and SNGAN ± Diffusion-GAN on all, FID of 5k
     /// samples against the test split; resumable), simgan-digits (SimGAN refines font-drawn
     /// digits toward real MNIST; digit classifiers trained on synthetic, refined and real
-    /// digits scored on the real test split; resumable).
+    /// digits scored on the real test split; resumable), text2image-emoji (text encoder, then
+    /// GAN-INT-CLS, StackGAN Stage-I and Stage-I+II on emoji captions: R-precision and FID;
+    /// resumable).
     Experiment {
         /// Experiment name.
         name: String,
@@ -136,15 +138,15 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
         /// Output directory (default: runs/experiment-<name>). Must be new or empty, except
-        /// that ladiffgan-emoji, multi-attribute-emoji, limited-data and simgan-digits resume
-        /// their own.
+        /// that ladiffgan-emoji, multi-attribute-emoji, limited-data, simgan-digits and
+        /// text2image-emoji resume their own.
         #[arg(long)]
         out: Option<PathBuf>,
         #[command(flatten)]
         overrides: Overrides,
         /// Seeds to run every arm at, e.g. 0,1,2 (gaussians25, translation-emoji,
-        /// ladiffgan-emoji, multi-attribute-emoji, limited-data, simgan-digits; default:
-        /// run.seed).
+        /// ladiffgan-emoji, multi-attribute-emoji, limited-data, simgan-digits,
+        /// text2image-emoji; default: run.seed).
         #[arg(long, value_delimiter = ',')]
         seeds: Vec<u64>,
         /// No progress bar.
@@ -606,11 +608,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         "ladiffgan-emoji",
                         "multi-attribute-emoji",
                         "limited-data",
-                        "simgan-digits"
+                        "simgan-digits",
+                        "text2image-emoji"
                     ]
                     .contains(&name.as_str()),
                 GanError::Input(format!(
-                    "--seeds applies to gaussians25, translation-emoji, ladiffgan-emoji, multi-attribute-emoji, limited-data and simgan-digits only, not {name}"
+                    "--seeds applies to gaussians25, translation-emoji, ladiffgan-emoji, multi-attribute-emoji, limited-data, simgan-digits and text2image-emoji only, not {name}"
                 ))
             );
             if name.starts_with("refine-") {
@@ -811,6 +814,41 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                             exp::grid_path(&dir, *s).display()
                         );
                     }
+                    Ok(())
+                }
+                "text2image-emoji" => {
+                    use ganlab::experiments::text2image as exp;
+                    anyhow::ensure!(
+                        config.is_none(),
+                        GanError::Input(
+                            "text2image-emoji takes its configs from configs/{text-encoder,gan-int-cls,stackgan-stage1,stackgan-stage2}-emoji.toml; change them with --set (encoder.KEY, stage1.KEY, stage2.KEY, gan_int_cls.*, stackgan.*, run.*)".into()
+                        )
+                    );
+                    let mut sets = overrides.set.clone();
+                    if let Some(s) = overrides.steps {
+                        sets.push(format!("run.steps={s}"));
+                    }
+                    let data = data_dir(data);
+                    let (images, captions) = (
+                        data.join("openmoji"),
+                        data.join("emoji-captions/captions.tsv"),
+                    );
+                    for section in ["encoder.text_encoder", "gan_int_cls", "stackgan"] {
+                        sets.push(format!("{section}.data.dir={images:?}"));
+                        sets.push(format!("{section}.data.captions={captions:?}"));
+                    }
+                    let plan = exp::plan(&sets)?;
+                    let seeds = if seeds.is_empty() {
+                        vec![overrides.seed.unwrap_or(plan.gan_int_cls.run.seed)]
+                    } else {
+                        seeds
+                    };
+                    let device = ganlab::device::resolve_device(&plan.gan_int_cls.run.device)?;
+                    let ex = ganlab::metrics::eval::ExtractorKind::Inception.load(&data, device)?;
+                    // An existing directory of this experiment is resumed, stage by stage.
+                    let (bound, rows) = exp::run(&plan, &seeds, &dir, Some(ex.as_ref()), !quiet)?;
+                    println!("{}", exp::markdown(bound, &rows));
+                    println!("grids and walks: samples.png and interpolation.png in each run directory under {}", dir.display());
                     Ok(())
                 }
                 "js-toy" => {

@@ -8,6 +8,7 @@ pub mod multi_attribute;
 pub mod pix2pix;
 pub mod refine;
 pub mod simgan_digits;
+pub mod text2image;
 pub mod translation;
 
 /// Names accepted by `ganlab experiment`.
@@ -22,6 +23,7 @@ pub const NAMES: &[&str] = &[
     "multi-attribute-emoji",
     "limited-data",
     "simgan-digits",
+    "text2image-emoji",
 ];
 
 use std::path::Path;

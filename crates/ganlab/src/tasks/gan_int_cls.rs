@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
-use super::text2image_data::{TextData, TextGan};
+use super::text2image_data::{text_curves, TextData, TextGan};
 use super::text_encoder::{CaptionDataConfig, TextEmbedder};
 use super::{Curve, Mode, Outputs, Scalars, StepContext, Task};
 use crate::error::{GanError, Result};
@@ -272,29 +272,15 @@ impl Task for GanIntCls {
     }
 
     fn visuals(&self) -> Result<Option<Tensor>> {
-        Ok(self.caption_grid()?.map(|(g, _)| g))
+        self.text_visuals()
     }
 
     fn evaluate(&mut self) -> Result<Scalars> {
-        Ok(match self.test_r_precision()? {
-            Some(r) => Scalars::new().with("r_precision", r),
-            None => Scalars::new(),
-        })
+        self.text_evaluate()
     }
 
     fn curves(&self) -> Vec<Curve> {
-        vec![
-            Curve {
-                title: "losses",
-                ylabel: "loss",
-                series: vec!["loss_d", "loss_g", "loss_g_int"],
-            },
-            Curve {
-                title: "discriminator outputs",
-                ylabel: "mean σ(D)",
-                series: vec!["d_real", "d_wrong", "d_fake"],
-            },
-        ]
+        text_curves(vec!["loss_d", "loss_g", "loss_g_int"])
     }
 
     fn finish(&self, dir: &Path) -> Result<Outputs> {

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
 use super::gan_int_cls::{matching_aware_d_loss, TextGanOptim, TextToImage};
-use super::text2image_data::{TextData, TextGan};
+use super::text2image_data::{text_curves, TextData, TextGan};
 use super::text_encoder::CaptionDataConfig;
 use super::{Curve, Mode, Outputs, Scalars, StepContext, Task};
 use crate::error::{GanError, Result};
@@ -338,29 +338,15 @@ impl Task for Stackgan {
     }
 
     fn visuals(&self) -> Result<Option<Tensor>> {
-        Ok(self.caption_grid()?.map(|(g, _)| g))
+        self.text_visuals()
     }
 
     fn evaluate(&mut self) -> Result<Scalars> {
-        Ok(match self.test_r_precision()? {
-            Some(r) => Scalars::new().with("r_precision", r),
-            None => Scalars::new(),
-        })
+        self.text_evaluate()
     }
 
     fn curves(&self) -> Vec<Curve> {
-        vec![
-            Curve {
-                title: "losses",
-                ylabel: "loss",
-                series: vec!["loss_d", "loss_g_adv", "kl"],
-            },
-            Curve {
-                title: "discriminator outputs",
-                ylabel: "mean σ(D)",
-                series: vec!["d_real", "d_wrong", "d_fake"],
-            },
-        ]
+        text_curves(vec!["loss_d", "loss_g_adv", "kl"])
     }
 
     fn finish(&self, dir: &Path) -> Result<Outputs> {

@@ -9,7 +9,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::gan_int_cls::TextToImage;
 use super::text_encoder::{CaptionDataConfig, TextEmbedder};
-use super::{Mode, Outputs, Section};
+use super::{Curve, Mode, Outputs, Scalars, Section};
 use crate::data::captions::CaptionSet;
 use crate::error::{GanError, Result};
 use crate::run::Run;
@@ -116,6 +116,22 @@ impl TextData {
         let wrong = h.roll([1], [0]);
         Ok((x, h, wrong))
     }
+}
+
+/// The report's curves of a text-to-image task: its `losses`, and D's three outputs.
+pub fn text_curves(losses: Vec<&'static str>) -> Vec<Curve> {
+    vec![
+        Curve {
+            title: "losses",
+            ylabel: "loss",
+            series: losses,
+        },
+        Curve {
+            title: "discriminator outputs",
+            ylabel: "mean σ(D)",
+            series: vec!["d_real", "d_wrong", "d_fake"],
+        },
+    ]
 }
 
 /// Two captions a walk goes between.
@@ -245,6 +261,19 @@ pub trait TextGan {
             100,
             seed,
         )))
+    }
+
+    /// [`super::Task::visuals`] of a text-to-image task: the caption grid.
+    fn text_visuals(&self) -> Result<Option<Tensor>> {
+        Ok(self.caption_grid()?.map(|(g, _)| g))
+    }
+
+    /// [`super::Task::evaluate`] of a text-to-image task: the test R-precision.
+    fn text_evaluate(&self) -> Result<Scalars> {
+        Ok(match self.test_r_precision()? {
+            Some(r) => Scalars::new().with("r_precision", r),
+            None => Scalars::new(),
+        })
     }
 
     /// The run's final outputs: R-precision, samples.png and interpolation.png.

@@ -478,6 +478,7 @@ mod tests {
     /// residual blocks), as tests/fixtures/stackgan_reference.py (PyTorch) counts them; exact.
     #[test]
     fn counts_match_the_official_code() {
+        let _rng = crate::test_rng_lock();
         let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../tests/fixtures/stackgan_reference.json");
         let want: serde_json::Value =

@@ -137,6 +137,7 @@ fn trains_resumes_and_refines() {
 /// constant to itself (closed form); identity at 1. Config errors name their field.
 #[test]
 fn psi_and_config_errors() {
+    let _rng = crate::test_rng_lock();
     let mut cfg =
         TrainConfig::from_toml_str("[task]\nkind = \"simgan\"\n", Path::new("t")).unwrap();
     cfg.run.device = "cpu".into();

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 mod bench_cmd;
 mod data_cmd;
 mod digits_cmd;
+mod dist_cmd;
 mod edit_cmd;
 mod translate_cmd;
 
@@ -50,6 +51,8 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        #[command(flatten)]
+        dist: dist_cmd::DistArgs,
     },
     /// Print each network of a config (or of a run's config): layers, shapes, parameter counts.
     Describe(translate_cmd::DescribeArgs),
@@ -380,6 +383,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints a finished training run's summary; ranks other than 0 of a multi-process run
+/// print nothing (rank 0 prints the run's).
+fn train_summary(dir: &Path, s: &serde_json::Value) -> anyhow::Result<()> {
+    if !ganlab::dist::is_main() {
+        return Ok(());
+    }
+    print_summary(dir, s)
+}
+
 /// A free directory under runs/: runs/<name>, else runs/<name>-2, -3, ...
 pub(crate) fn default_dir(name: &str) -> PathBuf {
     let base = Path::new("runs").join(name);
@@ -415,17 +427,49 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             device,
             resume,
             quiet,
+            dist,
         } => {
+            if dist.launches() {
+                // Workers get an explicit directory: a default one is numbered when taken,
+                // and each worker would number it anew.
+                let out = match (&resume, out) {
+                    (None, None) => {
+                        let cfg =
+                            overrides.load(config.as_deref(), || Ok(TrainConfig::built_in()))?;
+                        Some(default_dir(&cfg.run.name))
+                    }
+                    (_, o) => o,
+                };
+                let args = dist_cmd::worker_args(
+                    config.as_ref(),
+                    out.as_ref(),
+                    resume.as_ref(),
+                    (overrides.steps, overrides.seed, &overrides.set),
+                    device.as_deref(),
+                    quiet,
+                );
+                return dist_cmd::launch(&dist, &args);
+            }
+            let worker = dist_cmd::join_if_worker(device.as_deref())?;
+            let quiet = quiet || !ganlab::dist::is_main();
+            if worker && resume.is_none() && out.is_none() {
+                anyhow::bail!(GanError::config(
+                    "--out",
+                    "is needed in a multi-process run (WORLD_SIZE is set): every rank must name the same directory"
+                ));
+            }
             if let Some(dir) = resume {
                 let mut t = Trainer::resume(&dir, overrides.steps, device.as_deref())?;
-                eprintln!(
-                    "resuming {} at step {} of {}",
-                    dir.display(),
-                    t.step(),
-                    t.config().run.steps
-                );
+                if !quiet {
+                    eprintln!(
+                        "resuming {} at step {} of {}",
+                        dir.display(),
+                        t.step(),
+                        t.config().run.steps
+                    );
+                }
                 let s = t.run(progress(quiet, "train").as_mut())?;
-                return print_summary(&dir, &s);
+                return train_summary(&dir, &s);
             }
             let mut ov = overrides;
             if let Some(d) = device {
@@ -434,14 +478,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = ov.load(config.as_deref(), || Ok(TrainConfig::built_in()))?;
             let dir = out.unwrap_or_else(|| default_dir(&cfg.run.name));
             let mut t = Trainer::new(cfg, &dir)?;
-            eprintln!(
-                "training {} for {} steps into {}",
-                t.config().run.name,
-                t.config().run.steps,
-                dir.display()
-            );
+            if !quiet {
+                eprintln!(
+                    "training {} for {} steps into {}",
+                    t.config().run.name,
+                    t.config().run.steps,
+                    dir.display()
+                );
+            }
             let s = t.run(progress(quiet, "train").as_mut())?;
-            print_summary(&dir, &s)
+            train_summary(&dir, &s)
         }
         Command::Sample {
             run,

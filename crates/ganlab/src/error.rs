@@ -37,6 +37,10 @@ pub enum GanError {
     /// An error from libtorch.
     #[error("libtorch: {0}")]
     Tch(tch::TchError),
+    /// Multi-process training: joining the group, or a collective, failed (a peer stopped,
+    /// the rendezvous timed out).
+    #[error("distributed: {0}")]
+    Distributed(String),
     /// JSON (de)serialization error.
     #[error("json: {0}")]
     Json(serde_json::Error),

@@ -12,6 +12,7 @@ pub mod bench;
 pub mod data;
 pub mod device;
 pub mod diffusion;
+pub mod dist;
 pub mod error;
 pub mod experiments;
 pub mod fuzz;

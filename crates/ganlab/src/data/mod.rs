@@ -85,9 +85,10 @@ impl Sampler for TensorSampler {
     }
 
     fn sample_labeled(&mut self, n: i64, device: Device) -> Result<(Tensor, Option<Tensor>)> {
-        let idx = Tensor::randint(
+        let idx = crate::dist::randint(
+            0,
             self.data.size()[0],
-            [n],
+            &[n],
             (tch::Kind::Int64, tch::Device::Cpu),
         );
         let labels = self

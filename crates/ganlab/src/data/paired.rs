@@ -202,11 +202,11 @@ impl PairedSampler {
 
     /// `n` random pairs (A, B) on `device`.
     pub fn sample(&mut self, n: i64, device: Device) -> (Tensor, Tensor) {
-        let idx = Tensor::randint(self.len(), [n], (Kind::Int64, Device::Cpu));
+        let idx = crate::dist::randint(0, self.len(), &[n], (Kind::Int64, Device::Cpu));
         let load = self.a.size()[2];
         let span = load - self.crop + 1;
-        let offsets = Tensor::randint(span, [n, 2], (Kind::Int64, Device::Cpu));
-        let flips = Tensor::rand([n], (Kind::Float, Device::Cpu)).lt(0.5);
+        let offsets = crate::dist::randint(0, span, &[n, 2], (Kind::Int64, Device::Cpu));
+        let flips = crate::dist::rand(&[n], (Kind::Float, Device::Cpu)).lt(0.5);
         let (mut xa, mut xb) = (Vec::new(), Vec::new());
         for i in 0..n {
             let k = idx.int64_value(&[i]);

@@ -110,19 +110,24 @@ impl Sampler for Toy2d {
                     .flat_map(|c| [c[0] as f32, c[1] as f32])
                     .collect();
                 let centres = Tensor::from_slice(&flat).view([-1, 2]).to_device(device);
-                let idx = Tensor::randint(self.centres.len() as i64, [n], (Kind::Int64, device));
-                let x = centres.index_select(0, &idx) + Tensor::randn([n, 2], opts) * self.cfg.std;
+                let idx =
+                    crate::dist::randint(0, self.centres.len() as i64, &[n], (Kind::Int64, device));
+                let x = centres.index_select(0, &idx)
+                    + crate::dist::randn(&[n, 2], opts) * self.cfg.std;
                 (x, Some(idx))
             }
             Toy2dKind::SwissRoll => {
                 // Marsland's swiss roll scaled to about [-4, 4]²: r = θ ∈ [1.5π, 4.5π].
-                let theta = Tensor::rand([n], opts) * (3.0 * std::f64::consts::PI)
+                let theta = crate::dist::rand(&[n], opts) * (3.0 * std::f64::consts::PI)
                     + 1.5 * std::f64::consts::PI;
                 let xy = Tensor::stack(&[&theta * theta.cos(), &theta * theta.sin()], 1) / 3.5;
-                (xy + Tensor::randn([n, 2], opts) * self.cfg.std, None)
+                (xy + crate::dist::randn(&[n, 2], opts) * self.cfg.std, None)
             }
             Toy2dKind::Line => (
-                Tensor::stack(&[Tensor::zeros([n], opts), Tensor::rand([n], opts)], 1),
+                Tensor::stack(
+                    &[Tensor::zeros([n], opts), crate::dist::rand(&[n], opts)],
+                    1,
+                ),
                 None,
             ),
         })

@@ -217,10 +217,10 @@ impl JitterSampler {
 
     /// `n` random images on `device`.
     pub fn sample(&self, n: i64, device: Device) -> Tensor {
-        let idx = Tensor::randint(self.len(), [n], (Kind::Int64, Device::Cpu));
+        let idx = crate::dist::randint(0, self.len(), &[n], (Kind::Int64, Device::Cpu));
         let span = self.images.size()[2] - self.crop + 1;
-        let offsets = Tensor::randint(span, [n, 2], (Kind::Int64, Device::Cpu));
-        let flips = Tensor::rand([n], (Kind::Float, Device::Cpu)).lt(0.5);
+        let offsets = crate::dist::randint(0, span, &[n, 2], (Kind::Int64, Device::Cpu));
+        let flips = crate::dist::rand(&[n], (Kind::Float, Device::Cpu)).lt(0.5);
         let xs: Vec<Tensor> = (0..n)
             .map(|i| {
                 let (dy, dx) = (offsets.int64_value(&[i, 0]), offsets.int64_value(&[i, 1]));

@@ -333,14 +333,22 @@ impl Diffusion {
     pub fn augment(&mut self, parts: &[&Tensor]) -> Result<(Tensor, Tensor)> {
         let n = parts.first().map_or(0, |p| p.size()[0]);
         let device = parts.first().map_or(tch::Device::Cpu, |p| p.device());
-        let t = self.sample_t(n as usize);
+        // In a data-parallel step every rank draws the global batch's steps and noise and
+        // keeps its rows (crate::dist), so the skip below is decided on the global list.
+        let global = self.sample_t(n as usize * crate::dist::shards() as usize);
+        let t = crate::dist::shard_slice(&global);
         let all: Vec<i64> = (0..parts.len()).flat_map(|_| t.iter().copied()).collect();
         let x = if parts.len() == 1 {
             parts[0].shallow_clone()
         } else {
             Tensor::cat(parts, 0)
         };
-        Ok((self.diffuse(&x, &all)?, Self::t_tensor(&t, device)))
+        let t_tensor = Self::t_tensor(&t, device);
+        if global.iter().all(|t| *t == 0) {
+            return Ok((x, t_tensor));
+        }
+        let eps = crate::dist::randn_parts(parts.len() as i64, &x.size(), (x.kind(), device));
+        Ok((self.diffuse_with(&x, &all, eps)?, t_tensor))
     }
 
     /// The configuration.
@@ -438,6 +446,18 @@ impl Diffusion {
         if t.iter().all(|t| *t == 0) {
             return Ok(x.shallow_clone());
         }
+        self.diffuse_with(x, t, x.randn_like())
+    }
+
+    /// [`Diffusion::diffuse`] with the noise ε given (same shape as `x`).
+    fn diffuse_with(&self, x: &Tensor, t: &[i64], eps: Tensor) -> Result<Tensor> {
+        let n = x.size().first().copied().unwrap_or(0);
+        if n != t.len() as i64 {
+            return Err(GanError::Input(format!(
+                "diffuse: batch has {n} samples but {} steps were given",
+                t.len()
+            )));
+        }
         let mut a = Vec::with_capacity(t.len());
         let mut b = Vec::with_capacity(t.len());
         for &ti in t {
@@ -453,13 +473,17 @@ impl Diffusion {
             a.push(self.sqrt_ab[ti] as f32);
             b.push((self.sqrt_one_minus_ab[ti] * self.cfg.sigma) as f32);
         }
-        Ok(schedule::q_sample(x, x.randn_like(), &a, &b))
+        Ok(schedule::q_sample(x, eps, &a, &b))
     }
 
-    /// Records D's output signs on a real minibatch: `sign_sum` = Σ sign(·), over `count` samples.
-    pub fn observe_real(&mut self, sign_sum: f64, count: u64) {
-        self.state.sign_sum += sign_sum;
-        self.state.sign_count += count;
+    /// Records D's output signs on a real minibatch: `sign_sum` = Σ sign(·), over `count`
+    /// samples. In a data-parallel step the ranks' sums are added (one small collective), so
+    /// r_d, and hence T, is the global batch's on every rank.
+    pub fn observe_real(&mut self, sign_sum: f64, count: u64) -> Result<()> {
+        let s = crate::dist::sum_over_ranks(&[sign_sum, count as f64])?;
+        self.state.sign_sum += s[0];
+        self.state.sign_count += s[1].round() as u64;
+        Ok(())
     }
 
     /// Marks the end of a minibatch of `batch_size` samples; every `ada_interval` calls it
@@ -693,7 +717,7 @@ mod tests {
             assert_eq!(d.t_cur(), 5);
             let mut last = d.t_cur();
             for i in 0..400 {
-                d.observe_real(64.0, 64); // sign(logit) = +1 for every real sample: r_d = 1
+                d.observe_real(64.0, 64).unwrap(); // sign(logit) = +1 for every real sample: r_d = 1
                 if let Some(t) = d.end_minibatch(64) {
                     assert!(t >= last, "{mode:?}: T must not fall while overfitting");
                     last = t;
@@ -704,12 +728,12 @@ mod tests {
             assert!(d.t_cur() > 50, "{mode:?}: T rose only to {}", d.t_cur());
             assert_eq!(d.last_r_d(), Some(1.0));
             for _ in 0..4000 {
-                d.observe_real(-64.0, 64); // r_d = -1 < 0.6
+                d.observe_real(-64.0, 64).unwrap(); // r_d = -1 < 0.6
                 d.end_minibatch(64);
             }
             assert_eq!(d.t_cur(), 5, "{mode:?}: T must fall back to T_min");
             // r_d exactly at the target leaves T unchanged (sign(0) = 0).
-            d.observe_real(0.6 * 64.0, 64);
+            d.observe_real(0.6 * 64.0, 64).unwrap();
             for _ in 0..4 {
                 d.end_minibatch(64);
             }
@@ -723,7 +747,7 @@ mod tests {
         // After 100 updates p = 0.256, T = 5 + round(49.92) = 55.
         let mut d = Diffusion::new(cfg(), 5);
         for _ in 0..400 {
-            d.observe_real(64.0, 64);
+            d.observe_real(64.0, 64).unwrap();
             d.end_minibatch(64);
         }
         assert!((d.p() - 0.256).abs() < 1e-12, "p = {}", d.p());

@@ -144,7 +144,7 @@ pub fn train_classifier(x: &Tensor, y: &Tensor, steps: u64, seed: u64) -> Result
         let loss = logits.cross_entropy_for_logits(&y.index_select(0, &idx));
         opt.zero_grad();
         loss.backward();
-        opt.step();
+        opt.step()?;
     }
     Ok(net)
 }

@@ -216,7 +216,11 @@ impl UnetGenerator {
             .up_norm
             .as_ref()
             .map_or(h.shallow_clone(), |n| n.forward_t(&h, train));
-        let h = if b.dropout { h.dropout(0.5, train) } else { h };
+        let h = if b.dropout {
+            crate::dist::dropout(&h, 0.5, train)
+        } else {
+            h
+        };
         Tensor::cat(&[x, &h], 1)
     }
 

@@ -227,7 +227,7 @@ impl Task for ClassifierTask {
         let opt = self.groups.get_mut("c").opt_mut();
         opt.zero_grad();
         loss.backward();
-        opt.step();
+        opt.step()?;
         Ok(Scalars::new()
             .with("loss", loss.double_value(&[]))
             .with("train_acc", acc.double_value(&[])))

@@ -262,7 +262,7 @@ impl Task for AutoencoderTask {
         let opt = self.groups.get_mut("ae").opt_mut();
         opt.zero_grad();
         loss.backward();
-        opt.step();
+        opt.step()?;
         let mut s = Scalars::new();
         for (k, v) in [
             ("loss", &loss),

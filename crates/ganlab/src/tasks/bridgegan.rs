@@ -319,7 +319,7 @@ impl BridgeGan {
         let opt = self.groups.get_mut("d").opt_mut();
         opt.zero_grad();
         loss.backward();
-        opt.step();
+        opt.step()?;
         let mut s = Scalars::new();
         for (k, v) in [
             ("loss_d", &loss),
@@ -393,7 +393,7 @@ impl BridgeGan {
         let opt = self.groups.get_mut("g").opt_mut();
         opt.zero_grad();
         loss.backward();
-        opt.step();
+        opt.step()?;
         self.groups.get("d").opt().set_requires_grad(true);
         let mut s = Scalars::new();
         for (k, v) in [

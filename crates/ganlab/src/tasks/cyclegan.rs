@@ -293,7 +293,7 @@ impl Task for CycleGan {
         let opt = self.groups.get_mut("g").opt_mut();
         opt.zero_grad();
         loss_g.backward();
-        opt.step();
+        opt.step()?;
         self.groups.get("d").opt().set_requires_grad(true);
         // D_A on real B vs the history of fake B; D_B on real A vs fake A.
         let pooled_b = self.pools[0].query(&fake_b);
@@ -303,8 +303,9 @@ impl Task for CycleGan {
         let opt = self.groups.get_mut("d").opt_mut();
         opt.zero_grad();
         (&loss_da + &loss_db).backward();
-        opt.step();
-        self.diffusion.observe_real(votes_a + votes_b, 2 * m as u64);
+        opt.step()?;
+        self.diffusion
+            .observe_real(votes_a + votes_b, 2 * m as u64)?;
         for (k, v) in [
             ("loss_g", &loss_g),
             ("loss_g_a", &gan_a),

@@ -326,7 +326,7 @@ impl Task for Ddpm {
         let opt = self.groups.get_mut("eps").opt_mut();
         opt.zero_grad();
         loss.backward();
-        opt.step();
+        opt.step()?;
         Ok(Scalars::new().with("loss", loss.double_value(&[])))
     }
 

@@ -302,9 +302,10 @@ impl GanTask {
                     ))
                 }
             };
-            let c_fake = (classes > 0).then(|| Tensor::randint(classes, [m], (Kind::Int64, dev)));
+            let c_fake =
+                (classes > 0).then(|| crate::dist::randint(0, classes, &[m], (Kind::Int64, dev)));
             let xg = self.g.forward_c(
-                &Tensor::randn([m, zdim], (Kind::Float, dev)),
+                &crate::dist::randn(&[m, zdim], (Kind::Float, dev)),
                 c_fake.as_ref(),
             );
             let (loss_d, real, fake) = if let Some(p) = self.d.projection() {
@@ -320,7 +321,7 @@ impl GanTask {
             let opt = self.groups.get_mut("d").opt_mut();
             opt.zero_grad();
             loss_d.backward();
-            opt.step();
+            opt.step()?;
             if let Some(c) = clip {
                 opt.clip(c);
             }
@@ -330,7 +331,7 @@ impl GanTask {
                 .real_signs(&real)
                 .sum(Kind::Float)
                 .double_value(&[]);
-            self.diffusion.observe_real(signs, real.numel() as u64);
+            self.diffusion.observe_real(signs, real.numel() as u64)?;
             last = Some((loss_d.detach(), real, fake.detach()));
         }
         Ok(last.expect("n_critic >= 1 is checked by ObjectiveConfig::validate"))
@@ -363,7 +364,7 @@ impl GanTask {
         let mut loss_d = match (c_real, self.cfg.model.conditional.mismatched) {
             // GAN-CLS negatives: real samples with a wrong label count as fakes.
             (Some(c), true) => {
-                let shift = Tensor::randint_low(1, classes, [m], (Kind::Int64, dev));
+                let shift = crate::dist::randint(1, classes, &[m], (Kind::Int64, dev));
                 let wrong = (c + shift).remainder(classes);
                 let mis = self.d.forward_c(&yy.narrow(0, 0, m), &t, Some(&wrong));
                 self.objective
@@ -381,7 +382,7 @@ impl GanTask {
                 loss_d += penalties::r1(&d, &y_real, oc.r1_gamma * oc.r1_every as f64);
             }
             if oc.gp_lambda > 0.0 {
-                let eps = Tensor::rand([m], (Kind::Float, dev));
+                let eps = crate::dist::rand(&[m], (Kind::Float, dev));
                 loss_d += penalties::gradient_penalty(&d, &y_real, &y_fake, &eps, oc.gp_lambda);
             }
         }
@@ -393,9 +394,9 @@ impl GanTask {
         let m = self.cfg.run.batch_size;
         let dev = self.device;
         let classes = self.g.num_classes();
-        let c = (classes > 0).then(|| Tensor::randint(classes, [m], (Kind::Int64, dev)));
+        let c = (classes > 0).then(|| crate::dist::randint(0, classes, &[m], (Kind::Int64, dev)));
         let xg = self.g.forward_c(
-            &Tensor::randn([m, self.g.latent_dim()], (Kind::Float, dev)),
+            &crate::dist::randn(&[m, self.g.latent_dim()], (Kind::Float, dev)),
             c.as_ref(),
         );
         let out = if let Some(p) = self.d.projection() {
@@ -408,7 +409,7 @@ impl GanTask {
         let opt = self.groups.get_mut("g").opt_mut();
         opt.zero_grad();
         loss_g.backward();
-        opt.step();
+        opt.step()?;
         Ok(loss_g)
     }
 

@@ -238,7 +238,7 @@ impl Task for GanIntCls {
         let opt = self.groups.get_mut("d").opt_mut();
         opt.zero_grad();
         loss_d.backward();
-        opt.step();
+        opt.step()?;
         // G with D frozen: fool D on (G(z, h), h) and, with GAN-INT, on interpolated text.
         self.groups.get("d").opt().set_requires_grad(false);
         let mut loss_g = (-self.d.forward_t(&fake, &h, true))
@@ -258,7 +258,7 @@ impl Task for GanIntCls {
         let opt = self.groups.get_mut("g").opt_mut();
         opt.zero_grad();
         loss_g.backward();
-        opt.step();
+        opt.step()?;
         self.groups.get("d").opt().set_requires_grad(true);
         let score = |t: &Tensor| t.detach().sigmoid().mean(Kind::Float).double_value(&[]);
         s.push("loss_d", loss_d.double_value(&[]));

@@ -249,8 +249,8 @@ impl Supervision for Latent {
         let opt = groups.get_mut("dz").opt_mut();
         opt.zero_grad();
         loss.backward();
-        opt.step();
-        self.diffusion.observe_real(votes, 2 * m as u64);
+        opt.step()?;
+        self.diffusion.observe_real(votes, 2 * m as u64)?;
         Ok(Scalars::new().with("loss_dz", loss.double_value(&[])))
     }
 

@@ -399,7 +399,7 @@ impl Task for Pix2pix {
             let opt = self.groups.get_mut("d").opt_mut();
             opt.zero_grad();
             loss_d.backward();
-            opt.step();
+            opt.step()?;
             let pred_real = pred_real.detach();
             // The controller's r_d: the share of real patches D calls real, per image.
             let centre = if p.gan_loss == GanLoss::Lsgan {
@@ -411,7 +411,7 @@ impl Task for Pix2pix {
                 .sign()
                 .sum(Kind::Float)
                 .double_value(&[]);
-            self.diffusion.observe_real(signs, m as u64);
+            self.diffusion.observe_real(signs, m as u64)?;
             let score = |x: &Tensor| match p.gan_loss {
                 GanLoss::Vanilla => x.sigmoid().mean(Kind::Float).double_value(&[]),
                 _ => x.mean(Kind::Float).double_value(&[]),
@@ -433,7 +433,7 @@ impl Task for Pix2pix {
         let opt = self.groups.get_mut("g").opt_mut();
         opt.zero_grad();
         loss_g.backward();
-        opt.step();
+        opt.step()?;
         if self.d.is_some() {
             self.groups.get("d").opt().set_requires_grad(true);
         }

@@ -316,7 +316,7 @@ impl Simgan {
         let opt = self.groups.get_mut("r").opt_mut();
         opt.zero_grad();
         loss.backward();
-        opt.step();
+        opt.step()?;
         self.groups.get("d").opt().set_requires_grad(true);
         s.push("loss_r_reg", reg.double_value(&[]));
         s.push("loss_r", loss.double_value(&[]));
@@ -339,7 +339,7 @@ impl Simgan {
         let opt = self.groups.get_mut("d").opt_mut();
         opt.zero_grad();
         loss.backward();
-        opt.step();
+        opt.step()?;
         s.push("loss_d", loss.double_value(&[]));
         s.push("d_real", real_share(&lr.detach()));
         s.push("d_refined", 1.0 - real_share(&lf.detach()));

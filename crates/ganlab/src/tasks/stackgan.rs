@@ -311,7 +311,7 @@ impl Task for Stackgan {
         let opt = self.groups.get_mut("d").opt_mut();
         opt.zero_grad();
         loss_d.backward();
-        opt.step();
+        opt.step()?;
         // G with D frozen.
         self.groups.get("d").opt().set_requires_grad(false);
         let code = self.d.encode(&fake, true);
@@ -324,7 +324,7 @@ impl Task for Stackgan {
         let opt = self.groups.get_mut("g").opt_mut();
         opt.zero_grad();
         loss_g.backward();
-        opt.step();
+        opt.step()?;
         self.groups.get("d").opt().set_requires_grad(true);
         let score = |t: &Tensor| t.detach().sigmoid().mean(Kind::Float).double_value(&[]);
         Ok(Scalars::new()

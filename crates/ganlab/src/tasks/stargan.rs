@@ -177,7 +177,7 @@ impl StarGan {
         let opt = self.groups.get_mut("d").opt_mut();
         opt.zero_grad();
         loss.backward();
-        opt.step();
+        opt.step()?;
         let mut s = Scalars::new();
         let wd = &real_src - &fake_src;
         for (k, v) in [
@@ -207,7 +207,7 @@ impl StarGan {
         let opt = self.groups.get_mut("g").opt_mut();
         opt.zero_grad();
         loss.backward();
-        opt.step();
+        opt.step()?;
         self.groups.get("d").opt().set_requires_grad(true);
         let mut s = Scalars::new();
         for (k, v) in [

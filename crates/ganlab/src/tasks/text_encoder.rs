@@ -297,7 +297,7 @@ impl Task for TextEncoderTask {
         let opt = self.groups.get_mut("enc").opt_mut();
         opt.zero_grad();
         loss.backward();
-        opt.step();
+        opt.step()?;
         let s = v.detach().matmul(&t.detach().tr());
         let top1 = s
             .argmax(1, false)

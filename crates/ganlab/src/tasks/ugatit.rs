@@ -277,8 +277,9 @@ impl Ugatit {
         let opt = self.groups.get_mut("d").opt_mut();
         opt.zero_grad();
         loss_d.backward();
-        opt.step();
-        self.diffusion.observe_real(votes_a + votes_b, 4 * m as u64);
+        opt.step()?;
+        self.diffusion
+            .observe_real(votes_a + votes_b, 4 * m as u64)?;
         let mut extra_d = Scalars::new();
         if let Some(sup) = sup.as_deref_mut() {
             let fakes = [ab.out.detach(), ba.out.detach()];
@@ -311,7 +312,7 @@ impl Ugatit {
         let opt = self.groups.get_mut("g").opt_mut();
         opt.zero_grad();
         loss_g.backward();
-        opt.step();
+        opt.step()?;
         clip_rho(self.groups.get("g").var_store());
         self.groups.get("d").opt().set_requires_grad(true);
         let mut s = Scalars::new();

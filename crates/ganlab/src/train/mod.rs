@@ -12,6 +12,11 @@
 //! 6. log rows (metrics.jsonl, TensorBoard), evaluations (eval.jsonl) and fixed-probe grids
 //!    (samples/step-N.png), checkpoints (one mechanism over named groups + task state),
 //!    progress; at the end summary.json and report.html.
+//!
+//! In a process group ([`crate::dist`]) every rank runs this loop on its shard of each batch:
+//! rank 0's weights are broadcast at the start, the optimizers average gradients, each step's
+//! scalars are averaged over the ranks (so every rank logs, and stops on, the same values),
+//! and rank 0 alone writes (logs, grids, evaluations, checkpoints, outputs).
 
 pub mod checkpoint;
 pub mod config;
@@ -84,15 +89,19 @@ pub struct Trainer {
     rows: Vec<LogRow>,
     evals: Vec<LogRow>,
     started: Instant,
-    /// The run directory's lock, held for the trainer's life.
-    _lock: RunLock,
+    /// Whether this process writes the run directory (rank 0, or no process group).
+    main: bool,
+    /// The run directory's lock, held for the trainer's life (by the writing rank).
+    _lock: Option<RunLock>,
 }
 
 impl Trainer {
     /// Starts a new run of the task `cfg` names in `dir` (created; must not hold anything).
     pub fn new(cfg: TrainConfig, dir: &Path) -> Result<Self> {
         cfg.validate()?;
-        crate::io::check_output_dir(dir)?;
+        if crate::dist::is_main() {
+            crate::io::check_output_dir(dir)?;
+        }
         let task = crate::tasks::build(&cfg, Mode::Train)?;
         Self::with_task(cfg, dir, task)
     }
@@ -100,19 +109,31 @@ impl Trainer {
     /// Starts a new run of a task the caller built (e.g. with its own data sampler).
     pub fn with_task(cfg: TrainConfig, dir: &Path, task: Box<dyn Task>) -> Result<Self> {
         cfg.validate()?;
-        let lock = create_run_dir(dir)?;
+        let lock = match crate::dist::is_main() {
+            true => Some(create_run_dir(dir)?),
+            false => None,
+        };
         Self::start(cfg, dir, task, lock)
     }
 
     /// Step 0 in the locked directory `dir`: writes config.toml first (a directory killed
     /// before it holds only the lock file, which `--out` accepts; after it, `--resume`
     /// starts again), then empty logs and the checkpoints folder.
-    fn start(cfg: TrainConfig, dir: &Path, task: Box<dyn Task>, lock: RunLock) -> Result<Self> {
-        write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
-        write_atomic(&dir.join("metrics.jsonl"), b"")?;
-        write_atomic(&dir.join("eval.jsonl"), b"")?;
-        let ckpt = dir.join("checkpoints");
-        std::fs::create_dir_all(&ckpt).at(&ckpt)?;
+    fn start(
+        cfg: TrainConfig,
+        dir: &Path,
+        task: Box<dyn Task>,
+        lock: Option<RunLock>,
+    ) -> Result<Self> {
+        let main = crate::dist::is_main();
+        if main {
+            write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+            write_atomic(&dir.join("metrics.jsonl"), b"")?;
+            write_atomic(&dir.join("eval.jsonl"), b"")?;
+            let ckpt = dir.join("checkpoints");
+            std::fs::create_dir_all(&ckpt).at(&ckpt)?;
+        }
+        task.groups().broadcast_from_main()?;
         Ok(Self {
             device: task.groups().device(),
             cfg,
@@ -122,6 +143,7 @@ impl Trainer {
             rows: Vec::new(),
             evals: Vec::new(),
             started: Instant::now(),
+            main,
             _lock: lock,
         })
     }
@@ -141,11 +163,17 @@ impl Trainer {
             cfg.run.steps = s;
             cfg.validate()?;
         }
-        let lock = RunLock::acquire(dir)?;
+        let main = crate::dist::is_main();
+        let lock = match main {
+            true => Some(RunLock::acquire(dir)?),
+            false => None,
+        };
         let ckpt = dir.join("checkpoints");
-        crate::io::remove_stale_tmp(dir)?;
-        if ckpt.is_dir() {
-            crate::io::remove_stale_tmp(&ckpt)?;
+        if main {
+            crate::io::remove_stale_tmp(dir)?;
+            if ckpt.is_dir() {
+                crate::io::remove_stale_tmp(&ckpt)?;
+            }
         }
         if !ckpt.join("state.json").is_file() {
             cfg.validate()?;
@@ -175,10 +203,14 @@ impl Trainer {
             .filter_map(|(k, v)| Some((k.strip_prefix("task.")?.to_string(), v.shallow_clone())))
             .collect();
         task.restore_tensors(&task_tensors)?;
-        let rows = log::truncate_log(&dir.join("metrics.jsonl"), state.step)?;
-        let evals = log::truncate_log(&dir.join("eval.jsonl"), state.step)?;
-        if steps.is_some() {
-            write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+        task.groups().broadcast_from_main()?;
+        let (mut rows, mut evals) = (Vec::new(), Vec::new());
+        if main {
+            rows = log::truncate_log(&dir.join("metrics.jsonl"), state.step)?;
+            evals = log::truncate_log(&dir.join("eval.jsonl"), state.step)?;
+            if steps.is_some() {
+                write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+            }
         }
         Ok(Self {
             device: task.groups().device(),
@@ -189,6 +221,7 @@ impl Trainer {
             rows,
             evals,
             started: Instant::now(),
+            main,
             _lock: lock,
         })
     }
@@ -251,7 +284,9 @@ impl Trainer {
         tch::manual_seed(step_seed(self.cfg.run.seed, step));
         let total = self.cfg.run.steps;
         self.task.groups_mut().set_lr_factors(self.step, total);
-        let mut scalars = self.task.step(StepContext { step, total })?;
+        let task = &mut self.task;
+        let mut scalars = crate::dist::sharded(|| task.step(StepContext { step, total }))?;
+        mean_over_ranks(&mut scalars)?;
         let task = &self.task;
         if let Some((what, value)) = scalars.first_non_finite(|k| !task.may_be_nan(k)) {
             return Err(GanError::NonFinite {
@@ -270,6 +305,9 @@ impl Trainer {
 
     /// Writes a checkpoint for the current step.
     pub fn save_checkpoint(&self) -> Result<()> {
+        if !self.main {
+            return Ok(());
+        }
         let groups = self.task.groups();
         let state = checkpoint::CheckpointState::new(
             self.step,
@@ -293,6 +331,9 @@ impl Trainer {
 
     /// Writes the task's fixed-probe visuals as samples/step-N.png (if it draws any).
     fn write_visuals(&self) -> Result<()> {
+        if !self.main {
+            return Ok(());
+        }
         if let Some(grid) = self.task.visuals()? {
             let dir = self.dir.join("samples");
             std::fs::create_dir_all(&dir).at(&dir)?;
@@ -311,6 +352,9 @@ impl Trainer {
             .run
             .tensorboard
             .then(|| self.dir.join("tensorboard"));
+        if !self.main {
+            return self.run_worker();
+        }
         let mut sinks = log::Sinks::open(&self.dir.join("metrics.jsonl"), tb.as_deref())?;
         let mut eval_log = log::JsonlLog::append(&self.dir.join("eval.jsonl"))?;
         let r = &self.cfg.run;
@@ -346,6 +390,20 @@ impl Trainer {
         self.write_outputs(train_seconds)
     }
 
+    /// A rank other than 0: trains to the budget and writes nothing; its summary says
+    /// which rank it was.
+    fn run_worker(&mut self) -> Result<serde_json::Value> {
+        self.started = Instant::now();
+        while self.step < self.cfg.run.steps {
+            self.train_step()?;
+        }
+        Ok(serde_json::json!({
+            "steps": self.step,
+            "rank": crate::dist::rank(),
+            "train_seconds": self.started.elapsed().as_secs_f64(),
+        }))
+    }
+
     /// Writes summary.json (steps, the task's fields, train_seconds, device), the task's
     /// outputs and report.html.
     pub fn write_outputs(&self, train_seconds: f64) -> Result<serde_json::Value> {
@@ -373,6 +431,21 @@ impl Trainer {
         write_atomic(&self.dir.join("report.html"), report.as_bytes())?;
         Ok(summary)
     }
+}
+
+/// Replaces each scalar by its mean over the ranks (one small all-reduce; nothing without
+/// peers), so that every rank logs and checks the same values.
+fn mean_over_ranks(scalars: &mut Scalars) -> Result<()> {
+    if crate::dist::world_size() == 1 || scalars.0.is_empty() {
+        return Ok(());
+    }
+    let values: Vec<f64> = scalars.0.iter().map(|(_, v)| *v).collect();
+    let t = tch::Tensor::from_slice(&values);
+    crate::dist::all_reduce_mean(&t)?;
+    for ((_, v), m) in scalars.0.iter_mut().zip(Vec::<f64>::try_from(&t)?) {
+        *v = m;
+    }
+    Ok(())
 }
 
 /// The fixed-probe grids of a run directory, samples/step-N.png, in step order.

@@ -254,6 +254,23 @@ impl Groups {
         }
     }
 
+    /// Copies rank 0's variables and EMAs into every rank's in place ([`crate::dist`]; a
+    /// no-op without peers): one broadcast per tensor, once per run.
+    pub fn broadcast_from_main(&self) -> Result<()> {
+        if crate::dist::world_size() == 1 {
+            return Ok(());
+        }
+        for g in &self.0 {
+            for (_, v) in g.variables_by_name() {
+                crate::dist::broadcast(&v.detach())?;
+            }
+            if let Some(e) = &g.ema {
+                crate::dist::broadcast(e)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Every variable of every group by name, sorted (e.g. to compare two runs).
     pub fn weights(&self) -> Vec<(String, Tensor)> {
         let mut v: Vec<_> = self.0.iter().flat_map(|g| g.weights()).collect();

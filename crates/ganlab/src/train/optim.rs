@@ -284,8 +284,11 @@ impl FlatOptimizer {
         }
     }
 
-    /// One update from the current gradients (missing gradients count as zero).
-    pub fn step(&mut self) {
+    /// One update from the current gradients (missing gradients count as zero). In a
+    /// process group ([`crate::dist`]) the flat gradient is first averaged over the ranks:
+    /// one all-reduce per optimizer per step; that collective is what can fail.
+    pub fn step(&mut self) -> Result<()> {
+        crate::dist::all_reduce_mean(&self.flat_grad)?;
         let _guard = tch::no_grad_guard();
         let c = &self.cfg;
         let decayed;
@@ -312,6 +315,7 @@ impl FlatOptimizer {
                 let _ = self.flat.addcdiv_(&(g * -lr), &denom);
             }
         }
+        Ok(())
     }
 
     /// Clips every parameter to [−c, c] (WGAN weight clipping) in one op.
@@ -399,7 +403,7 @@ mod tests {
             for _ in 0..20 {
                 ours.zero_grad();
                 net1.forward(&x).square().mean(Kind::Float).backward();
-                ours.step();
+                ours.step().unwrap();
                 theirs.zero_grad();
                 net2.forward(&x).square().mean(Kind::Float).backward();
                 theirs.step();
@@ -422,7 +426,7 @@ mod tests {
         let mut opt =
             FlatOptimizer::new(OptimizerConfig::rmsprop(0.1), vec![p.shallow_clone()]).unwrap();
         (&p * 2.0).sum(Kind::Float).backward(); // g = 2
-        opt.step();
+        opt.step().unwrap();
         let want = 0.5 - 0.1 * 2.0 / ((0.01f64 * 4.0).sqrt() + 1e-8);
         assert!((p.double_value(&[0]) - want).abs() < 1e-6);
         opt.clip(0.01);
@@ -455,7 +459,7 @@ mod tests {
         opt.set_lr_factor(0.25);
         assert!((opt.lr() - 0.025).abs() < 1e-15);
         (&p * 3.0).sum(Kind::Float).backward();
-        opt.step();
+        opt.step().unwrap();
         assert!((p.double_value(&[0]) + 0.025).abs() < 1e-6);
     }
 }

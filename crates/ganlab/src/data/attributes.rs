@@ -389,8 +389,8 @@ impl AttributeSet {
     /// `n` random images and their labels (libtorch's generator, reseeded per step by the
     /// loop), flipped at random when `flip`.
     pub fn sample(&self, n: i64, flip: bool, device: Device) -> (Tensor, Tensor) {
-        let idx = Tensor::randint(self.len(), [n], (Kind::Int64, Device::Cpu));
-        let flips = Tensor::rand([n, 1, 1, 1], (Kind::Float, Device::Cpu)).lt(0.5);
+        let idx = crate::dist::randint(0, self.len(), &[n], (Kind::Int64, Device::Cpu));
+        let flips = crate::dist::rand(&[n, 1, 1, 1], (Kind::Float, Device::Cpu)).lt(0.5);
         let mut x = self.images_at(&idx, Device::Cpu);
         if flip {
             x = x.flip([3]).where_self(&flips, &x);

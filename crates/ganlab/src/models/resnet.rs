@@ -152,7 +152,7 @@ impl ResnetGenerator {
         for (c0, c1) in &self.blocks {
             let r = norm_relu(c0.forward_t(&h.reflection_pad2d([1, 1, 1, 1]), train));
             let r = if self.dropout {
-                r.dropout(0.5, train)
+                crate::dist::dropout(&r, 0.5, train)
             } else {
                 r
             };

@@ -124,7 +124,8 @@ impl CaNet {
             x.narrow(1, 0, self.c_dim),
             x.narrow(1, self.c_dim, self.c_dim),
         );
-        let c = &mu + (&logvar * 0.5).exp() * mu.randn_like();
+        let c =
+            &mu + (&logvar * 0.5).exp() * crate::dist::randn(&mu.size(), (mu.kind(), mu.device()));
         (c, mu, logvar)
     }
 }

@@ -85,9 +85,9 @@ impl AttributeData {
         let t = self.train.as_ref().ok_or_else(|| {
             GanError::Input("this run was opened for inference; resume it to train".into())
         })?;
-        let idx = Tensor::randint(t.len(), [m], (Kind::Int64, Device::Cpu));
+        let idx = crate::dist::randint(0, t.len(), &[m], (Kind::Int64, Device::Cpu));
         let perm = Tensor::randperm(m, (Kind::Int64, Device::Cpu));
-        let flips = Tensor::rand([m, 1, 1, 1], (Kind::Float, Device::Cpu)).lt(0.5);
+        let flips = crate::dist::rand(&[m, 1, 1, 1], (Kind::Float, Device::Cpu)).lt(0.5);
         let mut x = t.images_at(&idx, Device::Cpu);
         if self.cfg.flip {
             x = x.flip([3]).where_self(&flips, &x);

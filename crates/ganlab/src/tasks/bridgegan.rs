@@ -269,8 +269,8 @@ impl BridgeGan {
     }
 
     fn noise(&self, n: i64) -> Tensor {
-        Tensor::randn(
-            [n, self.cfg.bridgegan.model.noise_dim],
+        crate::dist::randn(
+            &[n, self.cfg.bridgegan.model.noise_dim],
             (Kind::Float, self.device),
         )
     }
@@ -286,7 +286,7 @@ impl BridgeGan {
         let e_s = n.e.forward(&b.x, &(-&d));
         let s_rand = &e_s + n.m.forward(r, &d);
         let s_ref = &e_s + n.e.forward(&b.x_r, &d);
-        let alpha = Tensor::rand([b.x.size()[0], 1, 1, 1], (Kind::Float, self.device));
+        let alpha = crate::dist::rand(&[b.x.size()[0], 1, 1, 1], (Kind::Float, self.device));
         let s_int = &alpha * &s_rand + (1.0 - &alpha) * &s_ref;
         (s_rand, s_ref, s_int, e_s)
     }

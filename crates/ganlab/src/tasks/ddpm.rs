@@ -313,12 +313,12 @@ impl Task for Ddpm {
             .as_ref()
             .ok_or_else(|| GanError::Input("ddpm: no latents in inference mode".into()))?;
         let m = self.cfg.run.batch_size;
-        let idx = Tensor::randint(z_all.size()[0], [m], (Kind::Int64, self.device));
+        let idx = crate::dist::randint(0, z_all.size()[0], &[m], (Kind::Int64, self.device));
         let z0 = z_all.index_select(0, &idx);
         let t_max = self.cfg.ddpm.t_max as i64;
-        let t = Tensor::randint_low(1, t_max + 1, [m], (Kind::Int64, self.device));
+        let t = crate::dist::randint(1, t_max + 1, &[m], (Kind::Int64, self.device));
         let (a, b) = ddpm_coefficients(&alphas_bar_at(&self.ab, &t)?);
-        let eps = z0.randn_like();
+        let eps = crate::dist::randn(&z0.size(), (z0.kind(), z0.device()));
         let zt = q_sample(&z0, eps.copy(), &a, &b);
         let loss = (self.unet.forward(&zt, &t) - eps)
             .square()

@@ -228,7 +228,7 @@ impl Task for GanIntCls {
         let c = self.cfg.gan_int_cls.clone();
         let m = self.cfg.run.batch_size;
         let (x, h, h_wrong) = self.data.batch(m)?;
-        let z = Tensor::randn([m, c.net.z_dim], (Kind::Float, self.device));
+        let z = crate::dist::randn(&[m, c.net.z_dim], (Kind::Float, self.device));
         let fake = self.g.forward_t(&z, &h, true);
         // D: real/right, real/wrong, fake/right.
         let s_r = self.d.forward_t(&x, &h, true);
@@ -247,7 +247,7 @@ impl Task for GanIntCls {
         let mut s = Scalars::new();
         if c.int {
             let h_int = &h * c.int_beta + &h_wrong * (1.0 - c.int_beta);
-            let z2 = Tensor::randn([m, c.net.z_dim], (Kind::Float, self.device));
+            let z2 = crate::dist::randn(&[m, c.net.z_dim], (Kind::Float, self.device));
             let f_int = self.g.forward_t(&z2, &h_int, true);
             let l_int = (-self.d.forward_t(&f_int, &h_int, true))
                 .softplus()

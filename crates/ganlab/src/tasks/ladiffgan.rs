@@ -186,7 +186,7 @@ impl Latent {
         let lo = ((self.cfg.hcd_t_range[0] * t_max).ceil() as i64).max(1);
         let hi = ((self.cfg.hcd_t_range[1] * t_max).floor() as i64).max(lo);
         let m = z.size()[0];
-        let t = Tensor::randint_low(lo, hi + 1, [m], (Kind::Int64, z.device()));
+        let t = crate::dist::randint(lo, hi + 1, &[m], (Kind::Int64, z.device()));
         let abt = alphas_bar_at(ab, &t)?;
         let col =
             |f: &dyn Fn(f64) -> f64| -> Vec<f32> { abt.iter().map(|&a| f(a) as f32).collect() };
@@ -196,7 +196,7 @@ impl Latent {
                 .to_device(z.device())
                 .view([m, 1, 1, 1])
         };
-        let eps = z.randn_like();
+        let eps = crate::dist::randn(&z.size(), (z.kind(), z.device()));
         let zt = q_sample(&z.detach(), eps.copy(), &sa, &sb);
         let e_hat = tch::no_grad(|| den.eps(&zt, &t));
         let w = per_sample(col(&|a| 1.0 - a));

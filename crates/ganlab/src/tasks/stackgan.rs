@@ -292,7 +292,7 @@ impl Task for Stackgan {
     fn step(&mut self, _: StepContext) -> Result<Scalars> {
         let m = self.cfg.run.batch_size;
         let (x, h, _) = self.data.batch(m)?;
-        let z = Tensor::randn([m, self.noise_dim()], (Kind::Float, self.device));
+        let z = crate::dist::randn(&[m, self.noise_dim()], (Kind::Float, self.device));
         let (fake, mu, logvar) = self.generate(&h, &z, true);
         let cond = mu.detach();
         let wrong = cond.roll([1], [0]);

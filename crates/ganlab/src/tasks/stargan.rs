@@ -170,7 +170,7 @@ impl StarGan {
         let real_src = src.narrow(0, 0, m).mean(Kind::Float);
         let fake_src = src.narrow(0, m, m).mean(Kind::Float);
         let d_cls = cls_loss(&cls.narrow(0, 0, m), &b.y_s) * c.cls_weight;
-        let eps = Tensor::rand([m], (Kind::Float, self.device));
+        let eps = crate::dist::rand(&[m], (Kind::Float, self.device));
         let d = &self.d;
         let gp = gradient_penalty(&|x| d.forward(x).0, &b.x, &fake, &eps, c.gp_weight);
         let loss = -&real_src + &fake_src + &d_cls + &gp;

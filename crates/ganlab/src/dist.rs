@@ -267,6 +267,21 @@ pub fn randn_parts(parts: i64, shape: &[i64], opts: (Kind, tch::Device)) -> Tens
     )
 }
 
+/// `m` distinct indices of [0, `len`) (int64, CPU), distinct over the whole global batch:
+/// one permutation drawn for the global batch, this rank's rows of it (as [`shard`]). The
+/// global batch must fit in `len` (an error naming `run.batch_size` otherwise).
+pub fn distinct(len: i64, m: i64, what: &str) -> Result<Tensor> {
+    let global = m * shards();
+    if global > len {
+        return Err(GanError::config(
+            "run.batch_size",
+            format!("× the number of ranks is {global}, more than the {len} {what}"),
+        ));
+    }
+    let all = Tensor::randperm(len, (Kind::Int64, tch::Device::Cpu));
+    Ok(shard(&all.narrow(0, 0, global)))
+}
+
 /// This rank's part of a list drawn for the global batch (as [`shard`]).
 pub fn shard_slice<T: Clone>(global: &[T]) -> Vec<T> {
     let w = shards() as usize;
@@ -513,5 +528,68 @@ mod ffi {
                 unsafe { sys::ganlab_dist_free(self.0) }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without a process group every helper draws exactly what plain libtorch draws (so
+    /// single-process runs are unchanged), even inside `sharded`.
+    #[test]
+    fn helpers_without_a_group_are_plain_draws() {
+        let _rng = crate::test_rng_lock();
+        let o = (Kind::Float, tch::Device::Cpu);
+        let plain = |f: &dyn Fn() -> Tensor| {
+            tch::manual_seed(7);
+            f()
+        };
+        let a = plain(&|| Tensor::randn([6, 3], o));
+        let b = plain(&|| sharded(|| randn(&[6, 3], o)));
+        assert!(a.equal(&b));
+        let a = plain(&|| Tensor::randint_low(2, 9, [5], (Kind::Int64, tch::Device::Cpu)));
+        let b = plain(&|| sharded(|| randint(2, 9, &[5], (Kind::Int64, tch::Device::Cpu))));
+        assert!(a.equal(&b));
+        let a = plain(&|| Tensor::randn([8, 2], o));
+        let b = plain(&|| sharded(|| randn_parts(2, &[8, 2], o)));
+        assert!(a.equal(&b));
+        let a = plain(&|| Tensor::randperm(10, (Kind::Int64, tch::Device::Cpu)).narrow(0, 0, 4));
+        let b = plain(&|| distinct(10, 4, "items").unwrap());
+        assert!(a.equal(&b));
+        assert_eq!(shard_slice(&[1, 2, 3]), vec![1, 2, 3]);
+        assert_eq!((rank(), world_size(), is_main()), (0, 1, true));
+        let x = Tensor::ones([3], (Kind::Float, tch::Device::Cpu));
+        all_reduce_mean(&x).unwrap();
+        assert!(
+            x.equal(&Tensor::ones([3], (Kind::Float, tch::Device::Cpu))),
+            "no group: the tensor is left as it is"
+        );
+    }
+
+    /// A batch larger than the set, and out-of-range specs, are errors naming the field.
+    #[test]
+    fn bad_sizes_and_specs_are_errors() {
+        let e = distinct(3, 4, "items").unwrap_err().to_string();
+        assert!(e.contains("run.batch_size") && e.contains("3 items"), "{e}");
+        let spec = Spec {
+            rank: 2,
+            world: 2,
+            local_rank: 0,
+            master_addr: "127.0.0.1".into(),
+            master_port: 29500,
+            timeout: Duration::from_secs(1),
+        };
+        assert!(spec.validate().unwrap_err().to_string().contains("RANK=2"));
+        let spec = Spec {
+            rank: 0,
+            master_port: 0,
+            ..spec
+        };
+        assert!(spec
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("MASTER_PORT"));
     }
 }

@@ -276,19 +276,7 @@ impl Task for TextEncoderTask {
         let set = self.train.as_ref().ok_or_else(|| {
             GanError::Input("this run was opened for inference; resume it to train".into())
         })?;
-        // Without replacement over the global batch (crate::dist); this rank's rows.
-        let global = m * crate::dist::shards();
-        if global > set.len() as i64 {
-            return Err(GanError::config(
-                "run.batch_size",
-                format!(
-                    "× the number of ranks is {global}, more than the {} training pairs",
-                    set.len()
-                ),
-            ));
-        }
-        let all = Tensor::randperm(set.len() as i64, (Kind::Int64, Device::Cpu));
-        let idx = crate::dist::shard(&all.narrow(0, 0, global));
+        let idx = crate::dist::distinct(set.len() as i64, m, "training pairs")?;
         let pick = crate::dist::rand(&[m], (Kind::Float, Device::Cpu));
         let ids = Vec::<i64>::try_from(&idx)?;
         let caps: Vec<&str> = ids

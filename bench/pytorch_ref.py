@@ -805,9 +805,95 @@ def projected28_step(args, diffusion):
     return step, 1
 
 
+def gan_int_cls64_step(args):
+    """One GAN-INT-CLS step as configs/gan-int-cls-emoji.toml (and ganlab's gan_int_cls task, Reed et al.
+    2016): text compression linear 128 -> 128 + LeakyReLU 0.2 in G and in D; G: [z 100 | t 128] ->
+    ConvT4 to 4x4x256 (no bias) + BN + ReLU, ConvT4/2 256-128-64-32 + BN + ReLU, ConvT4/2 32->3 (bias) +
+    tanh; D: Conv4/2 3-32-64-128-256 (no bias; BN after all but the first; LeakyReLU 0.2), t replicated
+    to 4x4 and concatenated, Conv1x1 384->256 (no bias) + BN + LeakyReLU, Conv4 256->1. D loss:
+    softplus(-s_r) + (softplus(s_w) + softplus(s_f))/2 with three separate D passes; G loss:
+    softplus(-D(G(z,h),h)) + softplus(-D(G(z2,h_int),h_int)), h_int = (h + h_wrong)/2. Adam 2e-4
+    (0.5, 0.999); batch 64 at 64 px; 256 random images, 512 random 128-d embeddings."""
+    m, zd, td, dim = 64, 100, 128, 128
+
+    class Proj(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.l = nn.Linear(dim, td)
+
+        def forward(self, h):
+            return F.leaky_relu(self.l(h), 0.2)
+
+    class G(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = Proj()
+            w = [256, 128, 64, 32]
+            layers = [nn.ConvTranspose2d(zd + td, 256, 4, bias=False), nn.BatchNorm2d(256), nn.ReLU()]
+            for a, b in zip(w, w[1:]):
+                layers += [nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False), nn.BatchNorm2d(b), nn.ReLU()]
+            layers += [nn.ConvTranspose2d(32, 3, 4, 2, 1), nn.Tanh()]
+            self.net = nn.Sequential(*layers)
+
+        def forward(self, z, h):
+            return self.net(torch.cat([z, self.proj(h)], 1)[:, :, None, None])
+
+    class D(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = Proj()
+            w = [3, 32, 64, 128, 256]
+            layers = []
+            for i, (a, b) in enumerate(zip(w, w[1:])):
+                layers.append(nn.Conv2d(a, b, 4, 2, 1, bias=False))
+                if i > 0:
+                    layers.append(nn.BatchNorm2d(b))
+                layers.append(nn.LeakyReLU(0.2))
+            self.down = nn.Sequential(*layers)
+            self.joint = nn.Sequential(nn.Conv2d(256 + td, 256, 1, bias=False), nn.BatchNorm2d(256),
+                                       nn.LeakyReLU(0.2))
+            self.out = nn.Conv2d(256, 1, 4)
+
+        def forward(self, x, h):
+            y = self.down(x)
+            t = self.proj(h)[:, :, None, None].expand(-1, -1, y.shape[2], y.shape[3])
+            return self.out(self.joint(torch.cat([y, t], 1))).flatten()
+
+    g, d = G(), D()
+    og = torch.optim.Adam(g.parameters(), 2e-4, betas=(0.5, 0.999))
+    od = torch.optim.Adam(d.parameters(), 2e-4, betas=(0.5, 0.999))
+    images = torch.rand(256, 3, 64, 64) * 2 - 1
+    emb = torch.randn(512, dim)
+
+    def step():
+        idx = torch.randperm(256)[:m]
+        x, h, hw = images[idx], emb[2 * idx], emb[torch.randint(0, 512, (m,))]
+        z = torch.randn(m, zd)
+        fake = g(z, h)
+        s_r, s_w, s_f = d(x, h), d(x, hw), d(fake.detach(), h)
+        loss_d = F.softplus(-s_r).mean() + (F.softplus(s_w).mean() + F.softplus(s_f).mean()) * 0.5
+        od.zero_grad()
+        loss_d.backward()
+        od.step()
+        d.requires_grad_(False)
+        loss_g = F.softplus(-d(fake, h)).mean()
+        h_int = h * 0.5 + hw * 0.5
+        l_int = F.softplus(-d(g(torch.randn(m, zd), h_int), h_int)).mean()
+        loss_g = loss_g + l_int
+        og.zero_grad()
+        loss_g.backward()
+        og.step()
+        d.requires_grad_(True)
+        sc = lambda t: t.detach().sigmoid().mean().item()
+        return [l_int.item(), loss_d.item(), loss_g.item(), sc(s_r), sc(s_w), sc(s_f)]
+
+    return step, 1
+
+
 WORKLOADS = {
     "attribute64_step": attribute64_step,
     "simgan28_step": simgan28_step,
+    "gan_int_cls64_step": gan_int_cls64_step,
     "projected28_step": lambda a: projected28_step(a, False),
     "diffusion_projected28_step": lambda a: projected28_step(a, True),
     "autoencoder64_step": autoencoder64_step,

@@ -890,10 +890,78 @@ def gan_int_cls64_step(args):
     return step, 1
 
 
+def stackgan64_step(args):
+    """One StackGAN Stage-I step as configs/stackgan-stage1-emoji.toml (and ganlab's stackgan task, the official
+    model.py at ngf 256, ndf 32): CA fc 128 -> 256 + ReLU -> (mu, logvar), c = mu + exp(logvar/2) eps; G: [z 100 | c 128]
+    -> Linear (no bias) to 4x4x256 + BN1d + ReLU, four blocks (nearest x2, Conv3 no bias halving, BN, ReLU) to
+    64 px x 16, Conv3 16->3 (no bias) + tanh; D: Conv4/2 3-32-64-128-256 (no bias; BN after all but the first;
+    LeakyReLU 0.2); logits: [code | mu replicated] -> Conv3 384->256 (no bias) + BN + LeakyReLU -> Conv4/4 -> 1.
+    D loss: softplus(-s_r) + (softplus(s_w) + softplus(s_f))/2 with wrong = mu rolled by one; G loss:
+    softplus(-D(G)) + 2 KL. Adam 2e-4 (0.5, 0.999); batch 64; 256 random images, 512 random 128-d embeddings."""
+    m, zd, cd, dim, ngf = 64, 100, 128, 128, 256
+    ca = nn.Linear(dim, 2 * cd)
+    fc = nn.Sequential(nn.Linear(zd + cd, ngf * 16, bias=False), nn.BatchNorm1d(ngf * 16), nn.ReLU())
+    ups = []
+    c = ngf
+    for _ in range(4):
+        ups += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, c // 2, 3, 1, 1, bias=False),
+                nn.BatchNorm2d(c // 2), nn.ReLU()]
+        c //= 2
+    body = nn.Sequential(*ups, nn.Conv2d(c, 3, 3, 1, 1, bias=False), nn.Tanh())
+    g = nn.ModuleList([ca, fc, body])
+    w = [3, 32, 64, 128, 256]
+    layers = []
+    for i, (a, b) in enumerate(zip(w, w[1:])):
+        layers.append(nn.Conv2d(a, b, 4, 2, 1, bias=False))
+        if i > 0:
+            layers.append(nn.BatchNorm2d(b))
+        layers.append(nn.LeakyReLU(0.2))
+    enc = nn.Sequential(*layers)
+    cond = nn.Sequential(nn.Conv2d(256 + cd, 256, 3, 1, 1, bias=False), nn.BatchNorm2d(256), nn.LeakyReLU(0.2),
+                         nn.Conv2d(256, 1, 4, 4))
+    d = nn.ModuleList([enc, cond])
+
+    def logits(code, mu):
+        return cond(torch.cat([code, mu[:, :, None, None].expand(-1, -1, 4, 4)], 1)).flatten()
+
+    og = torch.optim.Adam(g.parameters(), 2e-4, betas=(0.5, 0.999))
+    od = torch.optim.Adam(d.parameters(), 2e-4, betas=(0.5, 0.999))
+    images = torch.rand(256, 3, 64, 64) * 2 - 1
+    emb = torch.randn(512, dim)
+
+    def step():
+        idx = torch.randperm(256)[:m]
+        x, h = images[idx], emb[2 * idx]
+        out = F.relu(ca(h))
+        mu, logvar = out[:, :cd], out[:, cd:]
+        c = mu + (logvar * 0.5).exp() * torch.randn_like(mu)
+        fake = body(fc(torch.cat([torch.randn(m, zd), c], 1)).view(-1, ngf, 4, 4))
+        cm = mu.detach()
+        code_r, code_f = enc(x), enc(fake.detach())
+        s_r, s_w, s_f = logits(code_r, cm), logits(code_r, cm.roll(1, 0)), logits(code_f, cm)
+        loss_d = F.softplus(-s_r).mean() + (F.softplus(s_w).mean() + F.softplus(s_f).mean()) * 0.5
+        od.zero_grad()
+        loss_d.backward()
+        od.step()
+        d.requires_grad_(False)
+        adv = F.softplus(-logits(enc(fake), cm)).mean()
+        kl = (logvar + 1 - mu.square() - logvar.exp()).mean() * -0.5
+        loss_g = adv + kl * 2.0
+        og.zero_grad()
+        loss_g.backward()
+        og.step()
+        d.requires_grad_(True)
+        sc = lambda t: t.detach().sigmoid().mean().item()
+        return [loss_d.item(), loss_g.item(), adv.item(), kl.item(), sc(s_r), sc(s_w), sc(s_f)]
+
+    return step, 1
+
+
 WORKLOADS = {
     "attribute64_step": attribute64_step,
     "simgan28_step": simgan28_step,
     "gan_int_cls64_step": gan_int_cls64_step,
+    "stackgan64_step": stackgan64_step,
     "projected28_step": lambda a: projected28_step(a, False),
     "diffusion_projected28_step": lambda a: projected28_step(a, True),
     "autoencoder64_step": autoencoder64_step,

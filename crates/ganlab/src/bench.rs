@@ -32,6 +32,7 @@ pub const WORKLOADS: &[&str] = &[
     "attribute64_step",
     "simgan28_step",
     "gan_int_cls64_step",
+    "stackgan64_step",
     "projected28_step",
     "diffusion_projected28_step",
 ];
@@ -52,7 +53,7 @@ pub fn default_iters(workload: &str) -> usize {
         "ddpm_latent_step" => 20,
         "attribute64_step" => 2,
         "simgan28_step" => 2,
-        "gan_int_cls64_step" => 3,
+        "gan_int_cls64_step" | "stackgan64_step" => 3,
         "projected28_step" | "diffusion_projected28_step" => 3,
         "diffusion_noise" => 200,
         _ => 300,
@@ -71,6 +72,7 @@ pub fn default_warmup(workload: &str) -> usize {
         | "attribute64_step"
         | "simgan28_step"
         | "gan_int_cls64_step"
+        | "stackgan64_step"
         | "projected28_step"
         | "diffusion_projected28_step" => 3,
         "ddpm_latent_step" => 10,
@@ -147,6 +149,39 @@ pub fn peak_rss_kb() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The text-to-image workloads' data in `scratch`: 256 random 64-px training images and 8
+/// test images with two captions each, and a 1-step text encoder run on them; returns the
+/// image folder, the captions file and the encoder's run directory.
+fn caption_fixture(scratch: &std::path::Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
+    tch::manual_seed(0);
+    let dir = scratch.join("captions");
+    let mut tsv = String::new();
+    for (split, n) in [("trainB", 256), ("testB", 8)] {
+        let d = dir.join(split);
+        crate::error::IoContext::at(std::fs::create_dir_all(&d), &d)?;
+        for i in 0..n {
+            let x = tch::Tensor::rand([3, 64, 64], (tch::Kind::Float, tch::Device::Cpu)) * 2 - 1;
+            let stem = format!("{split}-{i:03}");
+            crate::data::write_png(&d.join(format!("{stem}.png")), &x)?;
+            tsv += &format!("{stem}\tred square number {i}\n{stem}\tthing {i}\n");
+        }
+    }
+    let captions = dir.join("captions.tsv");
+    crate::error::IoContext::at(std::fs::write(&captions, tsv), &captions)?;
+    let mut enc = TrainConfig::from_toml_str(
+        include_str!("../../../configs/text-encoder-emoji.toml"),
+        std::path::Path::new("text-encoder"),
+    )?;
+    enc.text_encoder.data.dir = dir.clone();
+    enc.text_encoder.data.captions = captions.clone();
+    enc.text_encoder.candidates = 8;
+    enc.run.device = "cpu".into();
+    enc.run.steps = 1;
+    let enc_dir = scratch.join("encoder");
+    Trainer::new(enc, &enc_dir)?.run(&mut crate::progress::Silent)?;
+    Ok((dir, captions, enc_dir))
 }
 
 /// A scratch run directory removed on drop.
@@ -444,48 +479,35 @@ pub fn run(workload: &str, p: Protocol) -> Result<Measurement> {
             let mut t = Trainer::new(cfg, &scratch.0.join("run"))?;
             Box::new(move || t.train_step().map(|_| 1.0))
         }
-        "gan_int_cls64_step" => {
-            // One GAN-INT-CLS step as configs/gan-int-cls-emoji.toml (and bench/pytorch_ref.py):
-            // DCGAN G and matching-aware D (ngf = ndf = 32, z 100, t_dim 128) on a frozen
-            // 128-d text embedding, D on real/right, real/wrong and fake/right, G with the
-            // interpolated-text term (β 0.5), Adam 2e-4 (0.5, 0.999), batch 64 at 64 px. Data:
-            // 256 random training images with two captions each; the embedding is a 1-step
-            // text encoder's (its values do not change the cost).
-            tch::manual_seed(0);
-            let dir = scratch.0.join("captions");
-            let mut tsv = String::new();
-            for (split, n) in [("trainB", 256), ("testB", 8)] {
-                let d = dir.join(split);
-                crate::error::IoContext::at(std::fs::create_dir_all(&d), &d)?;
-                for i in 0..n {
-                    let x = tch::Tensor::rand([3, 64, 64], (tch::Kind::Float, tch::Device::Cpu))
-                        * 2
-                        - 1;
-                    let stem = format!("{split}-{i:03}");
-                    crate::data::write_png(&d.join(format!("{stem}.png")), &x)?;
-                    tsv += &format!("{stem}\tred square number {i}\n{stem}\tthing {i}\n");
-                }
-            }
-            let captions = dir.join("captions.tsv");
-            crate::error::IoContext::at(std::fs::write(&captions, tsv), &captions)?;
-            let mut enc = TrainConfig::from_toml_str(
-                include_str!("../../../configs/text-encoder-emoji.toml"),
-                std::path::Path::new("gan_int_cls64_step"),
-            )?;
-            enc.text_encoder.data.dir = dir.clone();
-            enc.text_encoder.data.captions = captions.clone();
-            enc.text_encoder.candidates = 8;
-            enc.run.device = "cpu".into();
-            enc.run.steps = 1;
-            let enc_dir = scratch.0.join("encoder");
-            Trainer::new(enc, &enc_dir)?.run(&mut crate::progress::Silent)?;
-            let mut cfg = TrainConfig::from_toml_str(
-                include_str!("../../../configs/gan-int-cls-emoji.toml"),
-                std::path::Path::new("gan_int_cls64_step"),
-            )?;
-            cfg.gan_int_cls.text_encoder = enc_dir;
-            cfg.gan_int_cls.data.dir = dir;
-            cfg.gan_int_cls.data.captions = captions;
+        "gan_int_cls64_step" | "stackgan64_step" => {
+            // One step of GAN-INT-CLS as configs/gan-int-cls-emoji.toml, or of StackGAN
+            // Stage-I as configs/stackgan-stage1-emoji.toml (and bench/pytorch_ref.py), batch
+            // 64 at 64 px on a frozen 128-d text embedding: GAN-INT-CLS's DCGAN G and
+            // matching-aware D (ngf = ndf = 32), D on real/right, real/wrong and fake/right, G
+            // with the interpolated-text term; Stage-I's CA + G (ngf 256 at 4 px, nearest-
+            // upsampling blocks) and D (ndf 32) on (image, μ), KL weight 2; Adam 2e-4 (0.5,
+            // 0.999). Data: 256 random training images with two captions each; the embedding
+            // is a 1-step text encoder's (its values do not change the cost).
+            let (dir, captions, enc_dir) = caption_fixture(&scratch.0)?;
+            let mut cfg = if workload == "gan_int_cls64_step" {
+                let mut c = TrainConfig::from_toml_str(
+                    include_str!("../../../configs/gan-int-cls-emoji.toml"),
+                    std::path::Path::new(workload),
+                )?;
+                c.gan_int_cls.text_encoder = enc_dir;
+                c.gan_int_cls.data.dir = dir;
+                c.gan_int_cls.data.captions = captions;
+                c
+            } else {
+                let mut c = TrainConfig::from_toml_str(
+                    include_str!("../../../configs/stackgan-stage1-emoji.toml"),
+                    std::path::Path::new(workload),
+                )?;
+                c.stackgan.text_encoder = enc_dir;
+                c.stackgan.data.dir = dir;
+                c.stackgan.data.captions = captions;
+                c
+            };
             cfg.run.device = "cpu".into();
             cfg.run.steps = 100_000_000;
             let mut t = Trainer::new(cfg, &scratch.0.join("run"))?;

@@ -193,6 +193,13 @@ fn two_ranks_equal_one_process_of_twice_the_batch() {
         &d,
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Another number of ranks is another global batch: refused, naming the right one.
+    let o = run(
+        &["train", "--resume", "half", "--steps", "10", "--quiet"],
+        &d,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--nproc 2"));
     let o = run(
         &[&["train", "--resume", "half", "--steps", "10"][..], &common].concat(),
         &d,

@@ -30,6 +30,9 @@ pub struct CheckpointState {
     pub task: serde_json::Value,
     /// ganlab version that wrote it.
     pub version: String,
+    /// Processes that trained the run ([`crate::dist`]; 1 in checkpoints written before).
+    #[serde(default = "one")]
+    pub world_size: usize,
     /// Checkpoints written before tasks existed (one G, one D): read, never written.
     #[serde(default, skip_serializing)]
     opt_g_steps: Option<u64>,
@@ -41,6 +44,10 @@ pub struct CheckpointState {
     diffusion: Option<DiffusionState>,
 }
 
+fn one() -> usize {
+    1
+}
+
 impl CheckpointState {
     /// The state of a checkpoint at `step`.
     pub fn new(step: u64, optim_steps: BTreeMap<String, u64>, task: serde_json::Value) -> Self {
@@ -50,6 +57,7 @@ impl CheckpointState {
             optim_steps,
             task,
             version: env!("CARGO_PKG_VERSION").into(),
+            world_size: crate::dist::world_size(),
             opt_g_steps: None,
             opt_d_steps: None,
             diffusion: None,

@@ -181,6 +181,18 @@ impl Trainer {
             return Self::start(cfg, dir, task, lock);
         }
         let (state, tensors) = checkpoint::load(&ckpt)?;
+        let world = crate::dist::world_size();
+        if state.world_size != world {
+            // run.batch_size is per rank: another number of ranks is another global batch
+            // and another data order.
+            return Err(GanError::Input(format!(
+                "{} was trained by {} process(es) and this resume has {world}; resume with \
+                 --nproc {} (run.batch_size is per process)",
+                dir.display(),
+                state.world_size,
+                state.world_size
+            )));
+        }
         if state.step > cfg.run.steps {
             return Err(GanError::config(
                 "--steps",

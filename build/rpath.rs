@@ -12,6 +12,8 @@ fn main() {
         return;
     };
     println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+    // ganlab::device loads libtorch_cuda.so from here on demand (see its module docs).
+    println!("cargo:rustc-env=GANLAB_LIBTORCH_LIB={dir}");
     if std::env::var("CARGO_PKG_NAME").as_deref() != Ok("ganlab") {
         return;
     }

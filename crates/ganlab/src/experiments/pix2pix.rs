@@ -80,7 +80,7 @@ pub fn run(
     let ex = if inception.is_file() {
         Some(crate::metrics::InceptionFid::load(
             &inception,
-            Device::cuda_if_available(),
+            crate::device::parse_device("auto")?,
         )?)
     } else {
         None

@@ -805,6 +805,24 @@ def projected28_step(args, diffusion):
     return step, 1
 
 
+def dcgan_down(w):
+    """DCGAN's D trunk: Conv4/2 (no bias) through widths w, BatchNorm after all but the first, LeakyReLU 0.2."""
+    layers = []
+    for i, (a, b) in enumerate(zip(w, w[1:])):
+        layers.append(nn.Conv2d(a, b, 4, 2, 1, bias=False))
+        if i > 0:
+            layers.append(nn.BatchNorm2d(b))
+        layers.append(nn.LeakyReLU(0.2))
+    return nn.Sequential(*layers)
+
+
+def text_gan_setup(g, d, dim):
+    """The text-to-image twins' Adam 2e-4 (0.5, 0.999) for G and D, 256 random 64 px images and 512 random embeddings."""
+    og = torch.optim.Adam(g.parameters(), 2e-4, betas=(0.5, 0.999))
+    od = torch.optim.Adam(d.parameters(), 2e-4, betas=(0.5, 0.999))
+    return og, od, torch.rand(256, 3, 64, 64) * 2 - 1, torch.randn(512, dim)
+
+
 def gan_int_cls64_step(args):
     """One GAN-INT-CLS step as configs/gan-int-cls-emoji.toml (and ganlab's gan_int_cls task, Reed et al.
     2016): text compression linear 128 -> 128 + LeakyReLU 0.2 in G and in D; G: [z 100 | t 128] ->
@@ -842,14 +860,7 @@ def gan_int_cls64_step(args):
         def __init__(self):
             super().__init__()
             self.proj = Proj()
-            w = [3, 32, 64, 128, 256]
-            layers = []
-            for i, (a, b) in enumerate(zip(w, w[1:])):
-                layers.append(nn.Conv2d(a, b, 4, 2, 1, bias=False))
-                if i > 0:
-                    layers.append(nn.BatchNorm2d(b))
-                layers.append(nn.LeakyReLU(0.2))
-            self.down = nn.Sequential(*layers)
+            self.down = dcgan_down([3, 32, 64, 128, 256])
             self.joint = nn.Sequential(nn.Conv2d(256 + td, 256, 1, bias=False), nn.BatchNorm2d(256),
                                        nn.LeakyReLU(0.2))
             self.out = nn.Conv2d(256, 1, 4)
@@ -860,10 +871,7 @@ def gan_int_cls64_step(args):
             return self.out(self.joint(torch.cat([y, t], 1))).flatten()
 
     g, d = G(), D()
-    og = torch.optim.Adam(g.parameters(), 2e-4, betas=(0.5, 0.999))
-    od = torch.optim.Adam(d.parameters(), 2e-4, betas=(0.5, 0.999))
-    images = torch.rand(256, 3, 64, 64) * 2 - 1
-    emb = torch.randn(512, dim)
+    og, od, images, emb = text_gan_setup(g, d, dim)
 
     def step():
         idx = torch.randperm(256)[:m]
@@ -909,14 +917,7 @@ def stackgan64_step(args):
         c //= 2
     body = nn.Sequential(*ups, nn.Conv2d(c, 3, 3, 1, 1, bias=False), nn.Tanh())
     g = nn.ModuleList([ca, fc, body])
-    w = [3, 32, 64, 128, 256]
-    layers = []
-    for i, (a, b) in enumerate(zip(w, w[1:])):
-        layers.append(nn.Conv2d(a, b, 4, 2, 1, bias=False))
-        if i > 0:
-            layers.append(nn.BatchNorm2d(b))
-        layers.append(nn.LeakyReLU(0.2))
-    enc = nn.Sequential(*layers)
+    enc = dcgan_down([3, 32, 64, 128, 256])
     cond = nn.Sequential(nn.Conv2d(256 + cd, 256, 3, 1, 1, bias=False), nn.BatchNorm2d(256), nn.LeakyReLU(0.2),
                          nn.Conv2d(256, 1, 4, 4))
     d = nn.ModuleList([enc, cond])
@@ -924,10 +925,7 @@ def stackgan64_step(args):
     def logits(code, mu):
         return cond(torch.cat([code, mu[:, :, None, None].expand(-1, -1, 4, 4)], 1)).flatten()
 
-    og = torch.optim.Adam(g.parameters(), 2e-4, betas=(0.5, 0.999))
-    od = torch.optim.Adam(d.parameters(), 2e-4, betas=(0.5, 0.999))
-    images = torch.rand(256, 3, 64, 64) * 2 - 1
-    emb = torch.randn(512, dim)
+    og, od, images, emb = text_gan_setup(g, d, dim)
 
     def step():
         idx = torch.randperm(256)[:m]

@@ -42,18 +42,12 @@ impl DistArgs {
 
 /// Joins the process group when this process is a worker (WORLD_SIZE set): returns whether
 /// it is one. Sets libtorch's threads to cores / LOCAL_WORLD_SIZE unless OMP_NUM_THREADS is
-/// set. Refuses CUDA runs on more than one rank (NCCL is not wired yet).
-pub fn join_if_worker(device: Option<&str>) -> anyhow::Result<bool> {
+/// set. (A CUDA run on more than one rank is refused by `ganlab::dist` at its first
+/// collective, whichever way the device was chosen: NCCL is not wired yet.)
+pub fn join_if_worker() -> anyhow::Result<bool> {
     let Some(spec) = Spec::from_env()? else {
         return Ok(false);
     };
-    if spec.world > 1 && device.is_some_and(|d| d.starts_with("cuda")) {
-        anyhow::bail!(GanError::Input(
-            "multi-process training runs on the CPU (Gloo); NCCL for CUDA is not wired yet \
-             (docs/DISTRIBUTED.md)"
-                .into()
-        ));
-    }
     if std::env::var_os("OMP_NUM_THREADS").is_none() {
         let local = std::env::var("LOCAL_WORLD_SIZE")
             .ok()

@@ -450,7 +450,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 );
                 return dist_cmd::launch(&dist, &args);
             }
-            let worker = dist_cmd::join_if_worker(device.as_deref())?;
+            let worker = dist_cmd::join_if_worker()?;
             let quiet = quiet || !ganlab::dist::is_main();
             if worker && resume.is_none() && out.is_none() {
                 anyhow::bail!(GanError::config(

@@ -175,17 +175,20 @@ fn with_group<R>(f: impl FnOnce(&mut ffi::Group) -> Result<R>) -> Option<Result<
     Some(f(&mut g))
 }
 
+/// Sums `t` over the ranks in place (no-op without peers). `t` must be contiguous.
+pub fn all_reduce_sum(t: &Tensor) -> Result<()> {
+    with_group(|g| g.all_reduce_sum(t)).unwrap_or(Ok(()))
+}
+
 /// Averages `t` over the ranks in place (no-op without peers). `t` must be contiguous.
 pub fn all_reduce_mean(t: &Tensor) -> Result<()> {
-    match with_group(|g| g.all_reduce_sum(t)) {
-        None => Ok(()),
-        Some(r) => {
-            r?;
-            let _guard = tch::no_grad_guard();
-            let _ = t.shallow_clone().g_div_scalar_(world_size() as f64);
-            Ok(())
-        }
+    let n = world_size();
+    if n > 1 {
+        all_reduce_sum(t)?;
+        let _guard = tch::no_grad_guard();
+        let _ = t.shallow_clone().g_div_scalar_(n as f64);
     }
+    Ok(())
 }
 
 /// Copies rank 0's `t` into every rank's `t` in place (no-op without peers).
@@ -296,12 +299,8 @@ pub fn sum_over_ranks(values: &[f64]) -> Result<Vec<f64>> {
         return Ok(values.to_vec());
     }
     let t = Tensor::from_slice(values);
-    all_reduce_mean(&t)?;
-    let w = world_size() as f64;
-    Ok(Vec::<f64>::try_from(&t)?
-        .into_iter()
-        .map(|v| v * w)
-        .collect())
+    all_reduce_sum(&t)?;
+    Ok(Vec::<f64>::try_from(&t)?)
 }
 
 /// U[0, 1) noise of `shape` (first dimension: this rank's batch), as [`randn`].
@@ -430,7 +429,17 @@ mod ffi {
         }
     }
 
-    fn contiguous(t: &Tensor) -> Result<()> {
+    /// What Gloo can take: contiguous CPU tensors. CUDA tensors need NCCL, not wired yet,
+    /// so a multi-rank run on a GPU (`--device`, the config or `auto`) stops here, at the
+    /// first broadcast, before training.
+    fn collective_input(t: &Tensor) -> Result<()> {
+        if t.device() != tch::Device::Cpu {
+            return Err(GanError::Input(
+                "multi-process training runs on the CPU (Gloo); NCCL for CUDA is not wired \
+                 yet (docs/DISTRIBUTED.md): use --device cpu"
+                    .into(),
+            ));
+        }
         if !t.is_contiguous() {
             return Err(GanError::Input(
                 "distributed: collectives take contiguous tensors".into(),
@@ -498,7 +507,7 @@ mod ffi {
         }
 
         pub(super) fn all_reduce_sum(&mut self, t: &Tensor) -> Result<()> {
-            contiguous(t)?;
+            collective_input(t)?;
             let mut t = t.shallow_clone();
             // SAFETY: the group is live and t a live at::Tensor (sharing the caller's
             // storage) for the call.
@@ -508,7 +517,7 @@ mod ffi {
         }
 
         pub(super) fn broadcast(&mut self, t: &Tensor, root: usize) -> Result<()> {
-            contiguous(t)?;
+            collective_input(t)?;
             let mut t = t.shallow_clone();
             // SAFETY: as all_reduce_sum.
             self.call("broadcast", |g, e| unsafe {

@@ -449,15 +449,9 @@ impl Diffusion {
         self.diffuse_with(x, t, x.randn_like())
     }
 
-    /// [`Diffusion::diffuse`] with the noise ε given (same shape as `x`).
+    /// [`Diffusion::diffuse`] with the noise ε given (same shape as `x`), for one step per
+    /// sample of `x` (checked by the callers).
     fn diffuse_with(&self, x: &Tensor, t: &[i64], eps: Tensor) -> Result<Tensor> {
-        let n = x.size().first().copied().unwrap_or(0);
-        if n != t.len() as i64 {
-            return Err(GanError::Input(format!(
-                "diffuse: batch has {n} samples but {} steps were given",
-                t.len()
-            )));
-        }
         let mut a = Vec::with_capacity(t.len());
         let mut b = Vec::with_capacity(t.len());
         for &ti in t {

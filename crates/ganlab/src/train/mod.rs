@@ -89,8 +89,6 @@ pub struct Trainer {
     rows: Vec<LogRow>,
     evals: Vec<LogRow>,
     started: Instant,
-    /// Whether this process writes the run directory (rank 0, or no process group).
-    main: bool,
     /// The run directory's lock, held for the trainer's life (by the writing rank).
     _lock: Option<RunLock>,
 }
@@ -125,8 +123,7 @@ impl Trainer {
         task: Box<dyn Task>,
         lock: Option<RunLock>,
     ) -> Result<Self> {
-        let main = crate::dist::is_main();
-        if main {
+        if crate::dist::is_main() {
             write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
             write_atomic(&dir.join("metrics.jsonl"), b"")?;
             write_atomic(&dir.join("eval.jsonl"), b"")?;
@@ -143,7 +140,6 @@ impl Trainer {
             rows: Vec::new(),
             evals: Vec::new(),
             started: Instant::now(),
-            main,
             _lock: lock,
         })
     }
@@ -233,7 +229,6 @@ impl Trainer {
             rows,
             evals,
             started: Instant::now(),
-            main,
             _lock: lock,
         })
     }
@@ -317,7 +312,7 @@ impl Trainer {
 
     /// Writes a checkpoint for the current step.
     pub fn save_checkpoint(&self) -> Result<()> {
-        if !self.main {
+        if !crate::dist::is_main() {
             return Ok(());
         }
         let groups = self.task.groups();
@@ -343,9 +338,6 @@ impl Trainer {
 
     /// Writes the task's fixed-probe visuals as samples/step-N.png (if it draws any).
     fn write_visuals(&self) -> Result<()> {
-        if !self.main {
-            return Ok(());
-        }
         if let Some(grid) = self.task.visuals()? {
             let dir = self.dir.join("samples");
             std::fs::create_dir_all(&dir).at(&dir)?;
@@ -359,14 +351,14 @@ impl Trainer {
     /// [`GanError::NonFinite`], leaving the last good checkpoint in place.
     pub fn run(&mut self, progress: &mut dyn Progress) -> Result<serde_json::Value> {
         let total = self.cfg.run.steps;
+        if !crate::dist::is_main() {
+            return self.run_worker();
+        }
         let tb = self
             .cfg
             .run
             .tensorboard
             .then(|| self.dir.join("tensorboard"));
-        if !self.main {
-            return self.run_worker();
-        }
         let mut sinks = log::Sinks::open(&self.dir.join("metrics.jsonl"), tb.as_deref())?;
         let mut eval_log = log::JsonlLog::append(&self.dir.join("eval.jsonl"))?;
         let r = &self.cfg.run;

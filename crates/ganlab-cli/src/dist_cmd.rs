@@ -117,7 +117,7 @@ pub fn launch(d: &DistArgs, args: &[String]) -> anyhow::Result<()> {
 pub const GRACE: Duration = Duration::from_secs(10);
 
 fn wait_all(mut children: Vec<(usize, Child)>) -> anyhow::Result<()> {
-    let mut failed: Option<(usize, String)> = None;
+    let mut failed: Option<(usize, std::process::ExitStatus)> = None;
     let mut since: Option<Instant> = None;
     while !children.is_empty() {
         let mut i = 0;
@@ -126,7 +126,7 @@ fn wait_all(mut children: Vec<(usize, Child)>) -> anyhow::Result<()> {
                 Some(status) => {
                     let (rank, _) = children.remove(i);
                     if !status.success() && failed.is_none() {
-                        failed = Some((rank, status.to_string()));
+                        failed = Some((rank, status));
                         since = Some(Instant::now());
                     }
                 }
@@ -143,6 +143,11 @@ fn wait_all(mut children: Vec<(usize, Child)>) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     match failed {
+        // A worker's exit 2 is a user error it has already explained (a config field, a
+        // missing file): the launcher exits 2 as well, as a single process would.
+        Some((rank, status)) if status.code() == Some(2) => anyhow::bail!(GanError::Input(
+            format!("rank {rank} stopped on the error above; the others were stopped")
+        )),
         Some((rank, status)) => anyhow::bail!(GanError::Distributed(format!(
             "rank {rank} failed ({status}); the others were stopped"
         ))),

@@ -160,6 +160,14 @@ fn ranks_match_one_process(d: &Path, config: &str, b: i64, bias_bound: f64) {
         v
     };
     assert_eq!(names(&d.join("two")), names(&d.join("one")));
+    let world = |p: &Path| {
+        let s = std::fs::read_to_string(p.join("summary.json")).unwrap();
+        serde_json::from_str::<serde_json::Value>(&s).unwrap()["world_size"].as_i64()
+    };
+    assert_eq!(
+        (world(&d.join("two")), world(&d.join("one"))),
+        (Some(2), Some(1))
+    );
 }
 
 #[test]
@@ -200,6 +208,25 @@ fn two_ranks_equal_one_process_of_twice_the_batch() {
     );
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--nproc 2"));
+    // The same user error inside launched workers is still exit 2 from the launcher.
+    let o = run(
+        &[
+            "train",
+            "--resume",
+            "half",
+            "--steps",
+            "10",
+            "--quiet",
+            "--nproc",
+            "3",
+            "--master-port",
+            &free_port(),
+        ],
+        &d,
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("--nproc 2"), "{err}");
     let o = run(
         &[&["train", "--resume", "half", "--steps", "10"][..], &common].concat(),
         &d,

@@ -408,7 +408,7 @@ impl Trainer {
         }))
     }
 
-    /// Writes summary.json (steps, the task's fields, train_seconds, device), the task's
+    /// Writes summary.json (steps, the task's fields, train_seconds, device, world_size), the task's
     /// outputs and report.html.
     pub fn write_outputs(&self, train_seconds: f64) -> Result<serde_json::Value> {
         let out = self.task.finish(&self.dir)?;
@@ -417,6 +417,7 @@ impl Trainer {
         summary.extend(out.summary);
         summary.insert("train_seconds".into(), train_seconds.into());
         summary.insert("device".into(), format!("{:?}", self.device).into());
+        summary.insert("world_size".into(), crate::dist::world_size().into());
         let summary = serde_json::Value::Object(summary);
         write_atomic(
             &self.dir.join("summary.json"),

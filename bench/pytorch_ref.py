@@ -898,6 +898,62 @@ def gan_int_cls64_step(args):
     return step, 1
 
 
+def stackgan_ca(cd, h, ca):
+    """Conditioning augmentation: fc + ReLU -> (mu, logvar); c = mu + exp(logvar/2) eps."""
+    out = F.relu(ca(h))
+    mu, logvar = out[:, :cd], out[:, cd:]
+    return mu + (logvar * 0.5).exp() * torch.randn_like(mu), mu, logvar
+
+
+def stackgan_kl(mu, logvar):
+    return (logvar + 1 - mu.square() - logvar.exp()).mean() * -0.5
+
+
+def stackgan_up(c, o):
+    """StackGAN's up-block: nearest x2, Conv3 (no bias), BN, ReLU."""
+    return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, o, 3, 1, 1, bias=False), nn.BatchNorm2d(o),
+            nn.ReLU()]
+
+
+def stackgan_stage1_g(ngf, zd, cd, dim):
+    """Stage-I G at 64 px (module list, and gen(h, z) -> (image, mu, logvar))."""
+    ca = nn.Linear(dim, 2 * cd)
+    fc = nn.Sequential(nn.Linear(zd + cd, ngf * 16, bias=False), nn.BatchNorm1d(ngf * 16), nn.ReLU())
+    ups = []
+    c = ngf
+    for _ in range(4):
+        ups += stackgan_up(c, c // 2)
+        c //= 2
+    body = nn.Sequential(*ups, nn.Conv2d(c, 3, 3, 1, 1, bias=False), nn.Tanh())
+
+    def gen(h, z):
+        c, mu, logvar = stackgan_ca(cd, h, ca)
+        return body(fc(torch.cat([z, c], 1)).view(-1, ngf, 4, 4)), mu, logvar
+
+    return nn.ModuleList([ca, fc, body]), gen
+
+
+def stackgan_d(widths, cd, uncond):
+    """StackGAN's D: DCGAN trunk through `widths` to 4x4, Conv3 + BN + LeakyReLU halving back to 256, conditional
+    logits ([code | mu replicated] -> Conv3 (no bias) + BN + LeakyReLU -> Conv4/4) and, when `uncond`, Conv4/4 on the
+    code. Returns (module list, enc, cond_logits(code, mu), uncond_logits(code))."""
+    layers = [dcgan_down(widths)]
+    c = widths[-1]
+    while c > 256:
+        layers += [nn.Conv2d(c, c // 2, 3, 1, 1, bias=False), nn.BatchNorm2d(c // 2), nn.LeakyReLU(0.2)]
+        c //= 2
+    enc = nn.Sequential(*layers)
+    cond = nn.Sequential(nn.Conv2d(c + cd, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.LeakyReLU(0.2),
+                         nn.Conv2d(c, 1, 4, 4))
+    un = nn.Conv2d(c, 1, 4, 4) if uncond else None
+
+    def logits(code, mu):
+        return cond(torch.cat([code, mu[:, :, None, None].expand(-1, -1, 4, 4)], 1)).flatten()
+
+    mods = [enc, cond] + ([un] if uncond else [])
+    return nn.ModuleList(mods), enc, logits, (lambda code: un(code).flatten()) if uncond else None
+
+
 def stackgan64_step(args):
     """One StackGAN Stage-I step as configs/stackgan-stage1-emoji.toml (and ganlab's stackgan task, the official
     model.py at ngf 256, ndf 32): CA fc 128 -> 256 + ReLU -> (mu, logvar), c = mu + exp(logvar/2) eps; G: [z 100 | c 128]
@@ -907,33 +963,14 @@ def stackgan64_step(args):
     D loss: softplus(-s_r) + (softplus(s_w) + softplus(s_f))/2 with wrong = mu rolled by one; G loss:
     softplus(-D(G)) + 2 KL. Adam 2e-4 (0.5, 0.999); batch 64; 256 random images, 512 random 128-d embeddings."""
     m, zd, cd, dim, ngf = 64, 100, 128, 128, 256
-    ca = nn.Linear(dim, 2 * cd)
-    fc = nn.Sequential(nn.Linear(zd + cd, ngf * 16, bias=False), nn.BatchNorm1d(ngf * 16), nn.ReLU())
-    ups = []
-    c = ngf
-    for _ in range(4):
-        ups += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, c // 2, 3, 1, 1, bias=False),
-                nn.BatchNorm2d(c // 2), nn.ReLU()]
-        c //= 2
-    body = nn.Sequential(*ups, nn.Conv2d(c, 3, 3, 1, 1, bias=False), nn.Tanh())
-    g = nn.ModuleList([ca, fc, body])
-    enc = dcgan_down([3, 32, 64, 128, 256])
-    cond = nn.Sequential(nn.Conv2d(256 + cd, 256, 3, 1, 1, bias=False), nn.BatchNorm2d(256), nn.LeakyReLU(0.2),
-                         nn.Conv2d(256, 1, 4, 4))
-    d = nn.ModuleList([enc, cond])
-
-    def logits(code, mu):
-        return cond(torch.cat([code, mu[:, :, None, None].expand(-1, -1, 4, 4)], 1)).flatten()
-
+    g, gen = stackgan_stage1_g(ngf, zd, cd, dim)
+    d, enc, logits, _ = stackgan_d([3, 32, 64, 128, 256], cd, False)
     og, od, images, emb = text_gan_setup(g, d, dim)
 
     def step():
         idx = torch.randperm(256)[:m]
         x, h = images[idx], emb[2 * idx]
-        out = F.relu(ca(h))
-        mu, logvar = out[:, :cd], out[:, cd:]
-        c = mu + (logvar * 0.5).exp() * torch.randn_like(mu)
-        fake = body(fc(torch.cat([torch.randn(m, zd), c], 1)).view(-1, ngf, 4, 4))
+        fake, mu, logvar = gen(h, torch.randn(m, zd))
         cm = mu.detach()
         code_r, code_f = enc(x), enc(fake.detach())
         s_r, s_w, s_f = logits(code_r, cm), logits(code_r, cm.roll(1, 0)), logits(code_f, cm)
@@ -943,7 +980,74 @@ def stackgan64_step(args):
         od.step()
         d.requires_grad_(False)
         adv = F.softplus(-logits(enc(fake), cm)).mean()
-        kl = (logvar + 1 - mu.square() - logvar.exp()).mean() * -0.5
+        kl = stackgan_kl(mu, logvar)
+        loss_g = adv + kl * 2.0
+        og.zero_grad()
+        loss_g.backward()
+        og.step()
+        d.requires_grad_(True)
+        sc = lambda t: t.detach().sigmoid().mean().item()
+        return [loss_d.item(), loss_g.item(), adv.item(), kl.item(), sc(s_r), sc(s_w), sc(s_f)]
+
+    return step, 1
+
+
+def stackgan2_128_step(args):
+    """One StackGAN Stage-II step as configs/stackgan-stage2-emoji.toml (and ganlab's stackgan task, the official
+    model.py at ngf 32, ndf 32): a frozen Stage-I G (as stackgan64_step, BN in eval mode, no gradient) draws 64 px
+    images from (z, its own CA); Stage-II G: CA; encoder Conv3 3->32 (no bias) + ReLU, Conv4/2 32-64-128 (no bias)
+    + BN + ReLU (16x16); joint [code | c replicated] Conv3 256->128 + BN + ReLU; 4 residual blocks (Conv3 BN ReLU
+    Conv3 BN, + input, ReLU); up-blocks 128-64-32-16 to 128 px; Conv3 16->3 + tanh. D: Conv4/2 3-32-...-512
+    (to 4x4), Conv3 512->256 + BN + LeakyReLU, conditional and unconditional logits. D loss: (bce(s_r, 1) +
+    bce(u_r, 1))/2 + (bce(s_f, 0) + bce(s_w, 0) + bce(u_f, 0))/3; G: bce(D(G), 1) + bce(U(G), 1) + 2 KL. Adam 2e-4
+    (0.5, 0.999); batch 32; 256 random 128 px images, 512 random 128-d embeddings."""
+    m, zd, cd, dim, g = 32, 100, 128, 128, 32
+    g1, gen1 = stackgan_stage1_g(256, zd, cd, dim)
+    g1.eval().requires_grad_(False)
+    ca = nn.Linear(dim, 2 * cd)
+    enc_g = nn.Sequential(nn.Conv2d(3, g, 3, 1, 1, bias=False), nn.ReLU(),
+                          nn.Conv2d(g, 2 * g, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * g), nn.ReLU(),
+                          nn.Conv2d(2 * g, 4 * g, 4, 2, 1, bias=False), nn.BatchNorm2d(4 * g), nn.ReLU())
+    joint = nn.Sequential(nn.Conv2d(cd + 4 * g, 4 * g, 3, 1, 1, bias=False), nn.BatchNorm2d(4 * g), nn.ReLU())
+    res = nn.ModuleList([nn.Sequential(nn.Conv2d(4 * g, 4 * g, 3, 1, 1, bias=False), nn.BatchNorm2d(4 * g), nn.ReLU(),
+                                       nn.Conv2d(4 * g, 4 * g, 3, 1, 1, bias=False), nn.BatchNorm2d(4 * g))
+                         for _ in range(4)])
+    body = nn.Sequential(*stackgan_up(4 * g, 2 * g), *stackgan_up(2 * g, g), *stackgan_up(g, g // 2),
+                         nn.Conv2d(g // 2, 3, 3, 1, 1, bias=False), nn.Tanh())
+    g2 = nn.ModuleList([ca, enc_g, joint, res, body])
+    d, enc, logits, ulogits = stackgan_d([3, 32, 64, 128, 256, 512], cd, True)
+    og, od, _, emb = text_gan_setup(g2, d, dim)
+    images = torch.rand(256, 3, 128, 128) * 2 - 1
+
+    def gen(h, z):
+        with torch.no_grad():
+            x1 = gen1(h, z)[0]
+        c, mu, logvar = stackgan_ca(cd, h, ca)
+        y = enc_g(x1)
+        y = joint(torch.cat([y, c[:, :, None, None].expand(-1, -1, y.shape[2], y.shape[3])], 1))
+        for r in res:
+            y = F.relu(y + r(y))
+        return body(y), mu, logvar
+
+    bce = F.binary_cross_entropy_with_logits
+    one, zero = torch.ones(m), torch.zeros(m)
+
+    def step():
+        idx = torch.randperm(256)[:m]
+        x, h = images[idx], emb[2 * idx]
+        fake, mu, logvar = gen(h, torch.randn(m, zd))
+        cm = mu.detach()
+        code_r, code_f = enc(x), enc(fake.detach())
+        s_r, s_w, s_f = logits(code_r, cm), logits(code_r, cm.roll(1, 0)), logits(code_f, cm)
+        u_r, u_f = ulogits(code_r), ulogits(code_f)
+        loss_d = (bce(s_r, one) + bce(u_r, one)) / 2 + (bce(s_f, zero) + bce(s_w, zero) + bce(u_f, zero)) / 3
+        od.zero_grad()
+        loss_d.backward()
+        od.step()
+        d.requires_grad_(False)
+        code = enc(fake)
+        adv = bce(logits(code, cm), one) + bce(ulogits(code), one)
+        kl = stackgan_kl(mu, logvar)
         loss_g = adv + kl * 2.0
         og.zero_grad()
         loss_g.backward()
@@ -960,6 +1064,7 @@ WORKLOADS = {
     "simgan28_step": simgan28_step,
     "gan_int_cls64_step": gan_int_cls64_step,
     "stackgan64_step": stackgan64_step,
+    "stackgan2_128_step": stackgan2_128_step,
     "projected28_step": lambda a: projected28_step(a, False),
     "diffusion_projected28_step": lambda a: projected28_step(a, True),
     "autoencoder64_step": autoencoder64_step,

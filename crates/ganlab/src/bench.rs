@@ -33,6 +33,7 @@ pub const WORKLOADS: &[&str] = &[
     "simgan28_step",
     "gan_int_cls64_step",
     "stackgan64_step",
+    "stackgan2_128_step",
     "projected28_step",
     "diffusion_projected28_step",
 ];
@@ -54,6 +55,7 @@ pub fn default_iters(workload: &str) -> usize {
         "attribute64_step" => 2,
         "simgan28_step" => 2,
         "gan_int_cls64_step" | "stackgan64_step" => 3,
+        "stackgan2_128_step" => 2,
         "projected28_step" | "diffusion_projected28_step" => 3,
         "diffusion_noise" => 200,
         _ => 300,
@@ -73,6 +75,7 @@ pub fn default_warmup(workload: &str) -> usize {
         | "simgan28_step"
         | "gan_int_cls64_step"
         | "stackgan64_step"
+        | "stackgan2_128_step"
         | "projected28_step"
         | "diffusion_projected28_step" => 3,
         "ddpm_latent_step" => 10,
@@ -509,6 +512,32 @@ pub fn run(workload: &str, p: Protocol) -> Result<Measurement> {
                 c
             };
             cfg.run.device = "cpu".into();
+            cfg.run.steps = 100_000_000;
+            let mut t = Trainer::new(cfg, &scratch.0.join("run"))?;
+            Box::new(move || t.train_step().map(|_| 1.0))
+        }
+        "stackgan2_128_step" => {
+            // One StackGAN Stage-II step as configs/stackgan-stage2-emoji.toml (and
+            // bench/pytorch_ref.py), batch 32: a frozen Stage-I G (configs/stackgan-stage1-emoji
+            // .toml, one training step, BatchNorm in eval mode, no gradient) draws 64 px images;
+            // Stage-II G (its own CA, encoder to 16 × 16 × 128, joint, 4 residual blocks, 3
+            // up-blocks, ngf 32) refines them to 128 px; D (ndf 32, 5 down-convs, one back-conv)
+            // with conditional and unconditional logits; KL weight 2; Adam 2e-4 (0.5, 0.999).
+            let (dir, captions, enc_dir) = caption_fixture(&scratch.0)?;
+            let text_cfg = |toml: &str| -> Result<TrainConfig> {
+                let mut c = TrainConfig::from_toml_str(toml, std::path::Path::new(workload))?;
+                c.stackgan.text_encoder = enc_dir.clone();
+                c.stackgan.data.dir = dir.clone();
+                c.stackgan.data.captions = captions.clone();
+                c.run.device = "cpu".into();
+                Ok(c)
+            };
+            let mut s1 = text_cfg(include_str!("../../../configs/stackgan-stage1-emoji.toml"))?;
+            s1.run.steps = 1;
+            let s1_dir = scratch.0.join("stage1");
+            Trainer::new(s1, &s1_dir)?.run(&mut crate::progress::Silent)?;
+            let mut cfg = text_cfg(include_str!("../../../configs/stackgan-stage2-emoji.toml"))?;
+            cfg.stackgan.stage1 = s1_dir;
             cfg.run.steps = 100_000_000;
             let mut t = Trainer::new(cfg, &scratch.0.join("run"))?;
             Box::new(move || t.train_step().map(|_| 1.0))

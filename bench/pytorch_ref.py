@@ -966,20 +966,36 @@ def stackgan64_step(args):
     g, gen = stackgan_stage1_g(ngf, zd, cd, dim)
     d, enc, logits, _ = stackgan_d([3, 32, 64, 128, 256], cd, False)
     og, od, images, emb = text_gan_setup(g, d, dim)
+    return stackgan_step(gen, d, enc, logits, None, og, od, images, emb, m, zd), 1
+
+
+def stackgan_step(gen, d, enc, logits, ulogits, og, od, images, emb, m, zd):
+    """One StackGAN step (the official compute_discriminator_loss / compute_generator_loss): D on real/right,
+    real/wrong (mu rolled by one), fake/right, L_D = l_r + (l_w + l_f)/2, or with unconditional logits
+    (l_r + l_r^u)/2 + (l_f + l_w + l_f^u)/3; G: l(D(G), real) (+ the unconditional term) + 2 KL."""
+    bce = F.binary_cross_entropy_with_logits
+    one, zero = torch.ones(m), torch.zeros(m)
 
     def step():
-        idx = torch.randperm(256)[:m]
+        idx = torch.randperm(images.shape[0])[:m]
         x, h = images[idx], emb[2 * idx]
         fake, mu, logvar = gen(h, torch.randn(m, zd))
         cm = mu.detach()
         code_r, code_f = enc(x), enc(fake.detach())
         s_r, s_w, s_f = logits(code_r, cm), logits(code_r, cm.roll(1, 0)), logits(code_f, cm)
-        loss_d = F.softplus(-s_r).mean() + (F.softplus(s_w).mean() + F.softplus(s_f).mean()) * 0.5
+        if ulogits is None:
+            loss_d = bce(s_r, one) + (bce(s_w, zero) + bce(s_f, zero)) * 0.5
+        else:
+            u_r, u_f = ulogits(code_r), ulogits(code_f)
+            loss_d = (bce(s_r, one) + bce(u_r, one)) / 2 + (bce(s_f, zero) + bce(s_w, zero) + bce(u_f, zero)) / 3
         od.zero_grad()
         loss_d.backward()
         od.step()
         d.requires_grad_(False)
-        adv = F.softplus(-logits(enc(fake), cm)).mean()
+        code = enc(fake)
+        adv = bce(logits(code, cm), one)
+        if ulogits is not None:
+            adv = adv + bce(ulogits(code), one)
         kl = stackgan_kl(mu, logvar)
         loss_g = adv + kl * 2.0
         og.zero_grad()
@@ -989,7 +1005,7 @@ def stackgan64_step(args):
         sc = lambda t: t.detach().sigmoid().mean().item()
         return [loss_d.item(), loss_g.item(), adv.item(), kl.item(), sc(s_r), sc(s_w), sc(s_f)]
 
-    return step, 1
+    return step
 
 
 def stackgan2_128_step(args):
@@ -1029,34 +1045,7 @@ def stackgan2_128_step(args):
             y = F.relu(y + r(y))
         return body(y), mu, logvar
 
-    bce = F.binary_cross_entropy_with_logits
-    one, zero = torch.ones(m), torch.zeros(m)
-
-    def step():
-        idx = torch.randperm(256)[:m]
-        x, h = images[idx], emb[2 * idx]
-        fake, mu, logvar = gen(h, torch.randn(m, zd))
-        cm = mu.detach()
-        code_r, code_f = enc(x), enc(fake.detach())
-        s_r, s_w, s_f = logits(code_r, cm), logits(code_r, cm.roll(1, 0)), logits(code_f, cm)
-        u_r, u_f = ulogits(code_r), ulogits(code_f)
-        loss_d = (bce(s_r, one) + bce(u_r, one)) / 2 + (bce(s_f, zero) + bce(s_w, zero) + bce(u_f, zero)) / 3
-        od.zero_grad()
-        loss_d.backward()
-        od.step()
-        d.requires_grad_(False)
-        code = enc(fake)
-        adv = bce(logits(code, cm), one) + bce(ulogits(code), one)
-        kl = stackgan_kl(mu, logvar)
-        loss_g = adv + kl * 2.0
-        og.zero_grad()
-        loss_g.backward()
-        og.step()
-        d.requires_grad_(True)
-        sc = lambda t: t.detach().sigmoid().mean().item()
-        return [loss_d.item(), loss_g.item(), adv.item(), kl.item(), sc(s_r), sc(s_w), sc(s_f)]
-
-    return step, 1
+    return stackgan_step(gen, d, enc, logits, ulogits, og, od, images, emb, m, zd), 1
 
 
 WORKLOADS = {

@@ -17,7 +17,8 @@
 //! - **M**: FC(R ‖ att_diff → 4·4·2c) reshaped to 2c × 4 × 4; ResBlk↑ (IN, ReLU) to c, as
 //!   many as reach the style side (4 at 128 px); ReLU; conv1×1 c; IN; ReLU.
 //! - **E**: conv1×1(X ‖ tiled att → c/2); ResBlk↓ (IN, ReLU) to c; 3 × ResBlk c; ReLU;
-//!   conv1×1 c; IN; ReLU. Style maps are c × H/2 × W/2 (32 × 64 × 64 at 128 px).
+//!   conv1×1 c; IN; ReLU. Style maps are c × H/2 × W/2 (32 × 64 × 64 at 128 px). Both
+//!   heads' last ReLU is `model.head_relu` (off: the code's `..._wIN_concat` variant).
 //! - **D / C**: conv1×1 → 16; 4 × ResBlk↓ (no norm, LReLU 0.2) to 32 … 256 at H/16; LReLU;
 //!   two unshared heads, each conv(H/16 × H/16, valid) 256 + LReLU + FC → 1 (D) or k (C).
 //!
@@ -46,6 +47,13 @@ pub struct BridgeModelConfig {
     pub d_ch: i64,
     /// Hidden width of every SPADE (SPADE: 128).
     pub spade_hidden: i64,
+    /// Whether M's and E's heads end in a ReLU (`train_arch9.py`'s `..._wIN_wRelu_concat`
+    /// networks: true) or stop at the instance norm (the official code's
+    /// `MappingNet_multiStream_deconv_wIN_concat`, line 854: false). With the ReLU, a head
+    /// whose shift β turns negative outputs exactly zero with zero gradient: on the emoji set
+    /// both heads died between steps 550 and 725 of a 1,500-step run (docs/ATTRIBUTES.md),
+    /// after which every style map is zero and G cannot edit.
+    pub head_relu: bool,
 }
 
 impl Default for BridgeModelConfig {
@@ -56,6 +64,7 @@ impl Default for BridgeModelConfig {
             noise_dim: 16,
             d_ch: 16,
             spade_hidden: 128,
+            head_relu: true,
         }
     }
 }
@@ -378,23 +387,30 @@ impl BridgeGenerator {
     }
 }
 
-/// The final 1×1 conv + IN + ReLU of M and E.
+/// The final ReLU + 1×1 conv + IN (+ ReLU unless `head_relu` is off) of M and E.
 #[derive(Debug)]
 struct Head {
     conv: nn::Conv2D,
     beta: Tensor,
+    relu: bool,
 }
 
 impl Head {
-    fn new(p: nn::Path, c: i64) -> Self {
+    fn new(p: nn::Path, c: i64, relu: bool) -> Self {
         Self {
             conv: conv(&p / "conv", c, c, 1, false),
             beta: (&p / "norm").var("beta", &[c], Init::Const(0.0)),
+            relu,
         }
     }
 
     fn forward(&self, z: &Tensor) -> Tensor {
-        (in_plain(&self.conv.forward(&z.relu())) + self.beta.view([1, -1, 1, 1])).relu()
+        let s = in_plain(&self.conv.forward(&z.relu())) + self.beta.view([1, -1, 1, 1]);
+        if self.relu {
+            s.relu()
+        } else {
+            s
+        }
     }
 }
 
@@ -421,7 +437,7 @@ impl MappingNetwork {
         Self {
             fc: linear(&p / "fc", c.noise_dim + n_att, 16 * 2 * ch),
             blocks,
-            head: Head::new(&p / "head", ch),
+            head: Head::new(&p / "head", ch, c.head_relu),
             ch,
         }
     }
@@ -462,7 +478,7 @@ impl StyleEncoder {
         Self {
             stem: conv(&p / "stem", 3 + n_att, ch / 2, 1, false),
             blocks,
-            head: Head::new(&p / "head", ch),
+            head: Head::new(&p / "head", ch, c.head_relu),
         }
     }
 

@@ -170,6 +170,48 @@ fn networks_match_the_official_code() {
     }
 }
 
+/// `model.head_relu`: with it, M's and E's style maps are ReLU(IN(conv) + β) ≥ 0; without
+/// it (the code's `..._wIN_concat`), each channel of each map is instance-normalised plus β,
+/// so its spatial mean is β and its variance 1 (ε 1e-6; closed form, tolerance 1e-3) — it
+/// cannot be zero, which is the collapse the option exists to avoid. β is set to −0.5.
+#[test]
+fn head_relu_switches_the_last_relu_of_m_and_e() {
+    let _rng = crate::test_rng_lock();
+    for relu in [true, false] {
+        let c = BridgeModelConfig {
+            head_relu: relu,
+            ..BridgeModelConfig::default()
+        };
+        let vs = nn::VarStore::new(Device::Cpu);
+        let m = MappingNetwork::new(vs.root() / "m", &c, 3, 32);
+        let e = StyleEncoder::new(vs.root() / "e", &c, 3);
+        tch::no_grad(|| {
+            for (k, mut v) in vs.variables() {
+                if k.ends_with("head.norm.beta") {
+                    let _ = v.fill_(-0.5);
+                }
+            }
+        });
+        let d = Tensor::from_slice(&[1f32, -1., 0., 0., 1., 1.]).view([2, 3]);
+        let r = Tensor::randn([2, 16], (Kind::Float, Device::Cpu));
+        let x = Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu)) * 2 - 1;
+        for s in [m.forward(&r, &d), e.forward(&x, &d)] {
+            assert_eq!(s.size(), [2, 32, 16, 16]);
+            let min = s.min().double_value(&[]);
+            if relu {
+                assert!(min >= 0.0, "ReLU head gave {min}");
+                continue;
+            }
+            let mean = vec(&s.mean_dim(&[2i64, 3][..], false, Kind::Float));
+            let var = vec(&s.var_dim(&[2i64, 3][..], false, false));
+            for (mu, v) in mean.iter().zip(&var) {
+                assert!((mu + 0.5).abs() < 1e-3, "channel mean {mu}, want β = -0.5");
+                assert!((v - 1.0).abs() < 1e-3, "channel variance {v}, want 1");
+            }
+        }
+    }
+}
+
 /// StarGAN's networks equal the official code's (yunjey/stargan `model.py`, rewritten in
 /// tests/fixtures/bridgegan_reference.py; exact): at the paper's CelebA setting with 14
 /// attributes (G 8,458,752, D 44,835,776) and at configs/stargan-emoji.toml's (G 2,122,816,
@@ -264,6 +306,7 @@ pub(crate) fn tiny(data: &AttributeDataConfig, steps: u64) -> TrainConfig {
         noise_dim: 3,
         d_ch: 4,
         spade_hidden: 4,
+        head_relu: true,
     };
     cfg.validate().unwrap();
     cfg

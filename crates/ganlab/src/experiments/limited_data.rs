@@ -12,8 +12,11 @@
 //! drawn. Runs and scores are resumable: a run directory holding `fid.json` for the same
 //! sample count is not scored again.
 //!
-//! `--set experiment.subsets=[200,1000]` (`[]`: none), `--set experiment.fid_samples=2000`
-//! and `--set experiment.table8=false` (or a list such as `[projected]`) change the plan; every other `--set` applies to every arm.
+//! `--set experiment.subsets=[200,1000]` (`[]`: none), `--set experiment.fid_samples=2000`,
+//! `--set experiment.table8=false` (or a list such as `[projected]`) and `--set
+//! experiment.methods=[diffusion]` (one arm of each pair: a diffusion preset ablated into a new
+//! directory without training the vanilla baseline again) change the plan; every other `--set`
+//! applies to every arm.
 
 use std::path::{Path, PathBuf};
 
@@ -105,6 +108,7 @@ pub fn plan(sets: &[String]) -> Result<Plan> {
     let full_families = ["dcgan", "sngan", "projected"];
     let (mut subsets, mut fid_samples) = (vec![200i64, 1000, 5000], 5000i64);
     let mut full: Vec<String> = full_families.iter().map(|f| f.to_string()).collect();
+    let mut methods = vec!["vanilla".to_string(), "diffusion".to_string()];
     let mut own = Vec::new();
     for s in sets {
         let Some(rest) = s.strip_prefix("experiment.") else {
@@ -150,7 +154,16 @@ pub fn plan(sets: &[String]) -> Result<Plan> {
                     )));
                 }
             }
-            _ => return Err(bad("unknown; known: subsets, fid_samples, table8")),
+            "methods" => {
+                methods = list(value);
+                if methods.is_empty() || methods.iter().any(|m| m != "vanilla" && m != "diffusion")
+                {
+                    return Err(bad(&format!(
+                        "must be a non-empty list of vanilla, diffusion; got {value:?}"
+                    )));
+                }
+            }
+            _ => return Err(bad("unknown; known: subsets, fid_samples, table8, methods")),
         }
     }
     let with = |cfg: &TrainConfig, family: &str, method: &str, images: i64| -> Result<Arm> {
@@ -172,7 +185,7 @@ pub fn plan(sets: &[String]) -> Result<Plan> {
     };
     let mut arms = Vec::new();
     for &n in &subsets {
-        for m in ["vanilla", "diffusion"] {
+        for m in &methods {
             arms.push(with(&dcgan, "dcgan", m, n)?);
         }
     }
@@ -182,7 +195,7 @@ pub fn plan(sets: &[String]) -> Result<Plan> {
         ("projected", &projected),
     ] {
         if full.iter().any(|f| f == family) {
-            for m in ["vanilla", "diffusion"] {
+            for m in &methods {
                 arms.push(with(cfg, family, m, 0)?);
             }
         }
@@ -425,6 +438,33 @@ mod tests {
             (a.data.idx.max_images, p.arms[4].cfg.data.idx.max_images),
             (200, 5000)
         );
+        let m = plan(&[
+            "experiment.methods=[diffusion]".into(),
+            "experiment.table8=[sngan]".into(),
+            "diffusion.t_max=500".into(),
+        ])
+        .unwrap();
+        let got: Vec<(&str, i64, bool, usize)> = m
+            .arms
+            .iter()
+            .map(|a| {
+                let c = &a.cfg;
+                (
+                    a.family.as_str(),
+                    a.images,
+                    c.diffusion.enabled,
+                    c.diffusion.t_max,
+                )
+            })
+            .collect();
+        let want = [200, 1000, 5000].map(|n| ("dcgan", n, true, 500));
+        assert_eq!(got, [&want[..], &[("sngan", 0, true, 500)]].concat());
+        for bad in ["[]", "[diffusion,ada]"] {
+            let e = plan(&[format!("experiment.methods={bad}")])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("experiment.methods"), "{bad}: {e}");
+        }
         let e = plan(&["experiment.colour=1".into()])
             .unwrap_err()
             .to_string();

@@ -374,8 +374,9 @@ pub fn markdown(rows: &[Row]) -> String {
             r.train_seconds
         );
     }
-    s +=
-        "\n| family | images | vanilla FID | diffusion FID | difference |\n|---|---|---|---|---|\n";
+    // The paired summary, only where both arms of a (family, images) pair have an FID (a
+    // one-method run, `experiment.methods`, has none).
+    let mut summary = String::new();
     let mut keys: Vec<(String, i64)> = rows.iter().map(|r| (r.family.clone(), r.images)).collect();
     keys.dedup();
     for (family, images) in keys {
@@ -390,12 +391,16 @@ pub fn markdown(rows: &[Row]) -> String {
             continue;
         }
         let ((mv, sv), (md, sd)) = (mean_sd(&v), mean_sd(&d));
-        s += &format!(
+        summary += &format!(
             "| {family} | {} | {mv:.1} ± {sv:.1} | {md:.1} ± {sd:.1} | {:+.1} (n = {}) |\n",
             n(images),
             md - mv,
             v.len().min(d.len())
         );
+    }
+    if !summary.is_empty() {
+        s += "\n| family | images | vanilla FID | diffusion FID | difference |\n|---|---|---|---|---|\n";
+        s += &summary;
     }
     s
 }
@@ -404,6 +409,35 @@ pub fn markdown(rows: &[Row]) -> String {
 mod tests {
     use super::*;
     use crate::metrics::extractors::FirstValues;
+
+    /// The paired summary has a row per (family, images) with both arms scored, and is left
+    /// out when one arm ran alone (`experiment.methods=[diffusion]`); difference = diffusion
+    /// − vanilla of the means (here 55 − 52 = +3.0, by hand).
+    #[test]
+    fn summary_only_for_scored_pairs() {
+        let row = |method: &str, fid: f64| Row {
+            family: "dcgan".into(),
+            method: method.into(),
+            images: 200,
+            seed: 0,
+            fid: Some(fid),
+            fid_samples: 5000,
+            d_real: 0.9,
+            d_fake: 0.1,
+            final_t: 0.0,
+            train_seconds: 1.0,
+        };
+        let one = markdown(&[row("diffusion", 56.2)]);
+        assert!(
+            one.contains("| 56.2 |") && !one.contains("difference"),
+            "{one}"
+        );
+        let both = markdown(&[row("vanilla", 52.0), row("diffusion", 55.0)]);
+        assert!(
+            both.contains("| 52.0 ± 0.0 | 55.0 ± 0.0 | +3.0 (n = 1) |"),
+            "{both}"
+        );
+    }
 
     /// The plan's arms differ in diffusion and image count only (within a family); `--set`
     /// reaches every arm and the experiment keys change the plan; a tiny run on a synthetic

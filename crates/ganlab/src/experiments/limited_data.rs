@@ -108,7 +108,8 @@ pub fn plan(sets: &[String]) -> Result<Plan> {
     let full_families = ["dcgan", "sngan", "projected"];
     let (mut subsets, mut fid_samples) = (vec![200i64, 1000, 5000], 5000i64);
     let mut full: Vec<String> = full_families.iter().map(|f| f.to_string()).collect();
-    let mut methods = vec!["vanilla".to_string(), "diffusion".to_string()];
+    let all_methods = ["vanilla", "diffusion"];
+    let mut methods: Vec<String> = all_methods.iter().map(|m| m.to_string()).collect();
     let mut own = Vec::new();
     for s in sets {
         let Some(rest) = s.strip_prefix("experiment.") else {
@@ -156,7 +157,7 @@ pub fn plan(sets: &[String]) -> Result<Plan> {
             }
             "methods" => {
                 methods = list(value);
-                if methods.is_empty() || methods.iter().any(|m| m != "vanilla" && m != "diffusion")
+                if methods.is_empty() || methods.iter().any(|m| !all_methods.contains(&m.as_str()))
                 {
                     return Err(bad(&format!(
                         "must be a non-empty list of vanilla, diffusion; got {value:?}"
@@ -183,9 +184,14 @@ pub fn plan(sets: &[String]) -> Result<Plan> {
             cfg: c,
         })
     };
+    // Each chosen method once, in the canonical order (a repeated name must not double a row).
+    let chosen: Vec<&str> = all_methods
+        .into_iter()
+        .filter(|m| methods.iter().any(|c| c == m))
+        .collect();
     let mut arms = Vec::new();
     for &n in &subsets {
-        for m in &methods {
+        for m in &chosen {
             arms.push(with(&dcgan, "dcgan", m, n)?);
         }
     }
@@ -195,7 +201,7 @@ pub fn plan(sets: &[String]) -> Result<Plan> {
         ("projected", &projected),
     ] {
         if full.iter().any(|f| f == family) {
-            for m in &methods {
+            for m in &chosen {
                 arms.push(with(cfg, family, m, 0)?);
             }
         }
@@ -493,6 +499,14 @@ mod tests {
             .collect();
         let want = [200, 1000, 5000].map(|n| ("dcgan", n, true, 500));
         assert_eq!(got, [&want[..], &[("sngan", 0, true, 500)]].concat());
+        let twice = plan(&["experiment.methods=[diffusion,vanilla,diffusion]".into()]).unwrap();
+        let names: Vec<_> = twice.arms.iter().map(|a| a.method.as_str()).collect();
+        assert_eq!(
+            names[..2],
+            ["vanilla", "diffusion"],
+            "each method once, canonical order"
+        );
+        assert_eq!(twice.arms.len(), p.arms.len());
         for bad in ["[]", "[diffusion,ada]"] {
             let e = plan(&[format!("experiment.methods={bad}")])
                 .unwrap_err()

@@ -412,6 +412,57 @@ fn trains_resumes_bit_identically_and_synthesises() {
     let _ = std::fs::remove_dir_all(data_dir);
 }
 
+/// `c_warmup_steps = 2`: steps 1–2 update D/C only (G's weights stay bit-identical to
+/// their initial values and only loss_d_cls is logged), step 3 trains G; a resume from the
+/// middle of the warm-up is bit-identical; a warm-up over the range is a config error.
+#[test]
+fn c_warmup_trains_c_alone_first() {
+    let _rng = crate::test_rng_lock();
+    let data_dir = tmp("attr-warm-data");
+    let data = write_attribute_set(&data_dir, 12);
+    let mut cfg = tiny(&data, 2);
+    cfg.bridgegan.c_warmup_steps = 2;
+    let g0 = Trainer::new(cfg.clone(), &tmp("bg-warm-0"))
+        .unwrap()
+        .task()
+        .groups()
+        .get("g")
+        .opt()
+        .flat()
+        .copy();
+    let a = tmp("bg-warm-a");
+    let mut t = Trainer::new(cfg.clone(), &a).unwrap();
+    t.run(&mut Silent).unwrap();
+    let flat = |t: &Trainer, g: &str| t.task().groups().get(g).opt().flat().copy();
+    assert!(flat(&t, "g").equal(&g0), "G moved during the warm-up");
+    let row = &t.rows()[0];
+    assert!(row.get("loss_d_cls").is_finite());
+    assert!(
+        row.get("loss_g").is_nan(),
+        "no G step is logged in the warm-up"
+    );
+    let d_warm = flat(&t, "d");
+    let b = tmp("bg-warm-b");
+    let mut full = cfg.clone();
+    full.run.steps = 3;
+    let mut u = Trainer::new(full.clone(), &b).unwrap();
+    u.run(&mut Silent).unwrap();
+    assert!(!flat(&u, "g").equal(&g0), "G trains after the warm-up");
+    drop(t);
+    let mut r = Trainer::resume(&a, Some(3), None).unwrap();
+    r.run(&mut Silent).unwrap();
+    for ((k, x), (_, y)) in u.weights().iter().zip(r.weights()) {
+        assert!(x.equal(&y), "{k} differs after resume");
+    }
+    assert!(!d_warm.equal(&flat(&u, "d")));
+    cfg.bridgegan.c_warmup_steps = 2_000_000;
+    let e = cfg.validate().unwrap_err().to_string();
+    assert!(e.contains("bridgegan.c_warmup_steps"), "{e}");
+    for d in [a, b, tmp("bg-warm-0"), data_dir] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
 /// StarGAN end to end on the tiny set: L_G is the sum of its logged terms, the grid has one
 /// row per attribute (no reference row), a resume from step 3 is bit-identical, and the
 /// editor refuses references.

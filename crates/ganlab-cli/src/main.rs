@@ -238,7 +238,8 @@ struct EvalArgs {
     #[arg(long)]
     real: String,
     /// Generated images, same forms as --real, or a run directory (samples from its newest
-    /// checkpoint; --n of them, default its eval_samples).
+    /// checkpoint, or DIR@STEP: from the kept checkpoint of that step; --n of them, default
+    /// its eval_samples).
     #[arg(long)]
     fake: String,
     /// Comma-separated: fid, kid, is, pr (precision/recall, k = 3), dc (density/coverage, k = 5).

@@ -22,10 +22,19 @@ pub struct Run {
 impl Run {
     /// Opens the run in `dir` at its newest checkpoint without writing anything.
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_at(dir, None)
+    }
+
+    /// Opens the run in `dir` at the kept checkpoint of `step` (None: the newest), without
+    /// writing anything; see [`checkpoint::load_at`] for what an older step restores.
+    pub fn open_at(dir: &Path, step: Option<u64>) -> Result<Self> {
         let cfg = load_run_config(dir)?;
         let mut task = crate::tasks::build(&cfg, Mode::Inference)?;
         let ckpt = dir.join("checkpoints");
-        let (state, tensors) = checkpoint::load(&ckpt)?;
+        let (state, tensors) = match step {
+            Some(s) => checkpoint::load_at(&ckpt, s)?,
+            None => checkpoint::load(&ckpt)?,
+        };
         task.groups_mut().load_weights(&tensors, &ckpt)?;
         task.restore(state.task)?;
         task.groups_mut().freeze_for_inference();

@@ -12,6 +12,10 @@
 //! drawn. Runs and scores are resumable: a run directory holding `fid.json` for the same
 //! sample count is not scored again.
 //!
+//! `--set experiment.fid_steps=[5000,10000]` also scores the kept checkpoints of those steps
+//! (same sample count, cached in `fid-step-N.json`; `run.keep_checkpoints` is raised so that
+//! they are kept), for FID over training: where a vanilla run starts to degrade.
+//!
 //! `--set experiment.subsets=[200,1000]` (`[]`: none), `--set experiment.fid_samples=2000`,
 //! `--set experiment.table8=false` (or a list such as `[projected]`) and `--set
 //! experiment.methods=[diffusion]` (one arm of each pair: a diffusion preset ablated into a new
@@ -52,6 +56,9 @@ pub struct Plan {
     pub arms: Vec<Arm>,
     /// Generated images scored per run.
     pub fid_samples: i64,
+    /// Earlier steps whose checkpoints are scored as well (ascending, each a multiple of
+    /// `run.checkpoint_every` below `run.steps`).
+    pub fid_steps: Vec<u64>,
 }
 
 /// One scored run.
@@ -69,6 +76,9 @@ pub struct Row {
     pub fid: Option<f64>,
     /// Generated images scored.
     pub fid_samples: i64,
+    /// (step, FID) of the checkpoints of `experiment.fid_steps`.
+    #[serde(default)]
+    pub fid_at: Vec<(u64, f64)>,
     /// Mean sigmoid D score on real (clean or diffused) samples over the last quarter of
     /// the logged steps; and on fakes.
     pub d_real: f64,
@@ -110,6 +120,7 @@ pub fn plan(sets: &[String]) -> Result<Plan> {
     let mut full: Vec<String> = full_families.iter().map(|f| f.to_string()).collect();
     let all_methods = ["vanilla", "diffusion"];
     let mut methods: Vec<String> = all_methods.iter().map(|m| m.to_string()).collect();
+    let mut fid_steps: Vec<u64> = Vec::new();
     let mut own = Vec::new();
     for s in sets {
         let Some(rest) = s.strip_prefix("experiment.") else {
@@ -164,19 +175,29 @@ pub fn plan(sets: &[String]) -> Result<Plan> {
                     )));
                 }
             }
-            _ => return Err(bad("unknown; known: subsets, fid_samples, table8, methods")),
+            "fid_steps" => {
+                fid_steps = list(value)
+                    .iter()
+                    .map(|v| v.parse::<u64>().ok().filter(|&s| s >= 1))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| bad("must be a list of steps ≥ 1, e.g. [5000,10000] or []"))?;
+                fid_steps.sort_unstable();
+                fid_steps.dedup();
+            }
+            _ => {
+                return Err(bad(
+                    "unknown; known: subsets, fid_samples, fid_steps, table8, methods",
+                ))
+            }
         }
     }
     let with = |cfg: &TrainConfig, family: &str, method: &str, images: i64| -> Result<Arm> {
         let mut c = TrainConfig::from_toml_with(&cfg.to_toml(), Path::new(family), &own)?;
         c.diffusion.enabled = method == "diffusion";
         c.data.idx.max_images = images;
-        let n = if images == 0 {
-            "all".into()
-        } else {
-            images.to_string()
-        };
+        let n = images_label(images);
         c.run.name = format!("fashion-{family}-{method}-n{n}");
+        keep_scored_steps(&mut c, &fid_steps)?;
         Ok(Arm {
             family: family.into(),
             method: method.into(),
@@ -206,16 +227,49 @@ pub fn plan(sets: &[String]) -> Result<Plan> {
             }
         }
     }
-    Ok(Plan { arms, fid_samples })
+    Ok(Plan {
+        arms,
+        fid_samples,
+        fid_steps,
+    })
+}
+
+/// Checks that every step of `experiment.fid_steps` gets a checkpoint under `c` (a multiple
+/// of `run.checkpoint_every` below `run.steps`) and raises `run.keep_checkpoints` so that the
+/// earliest one is still kept at the end: checkpoints are written at every multiple of
+/// `checkpoint_every` and at the last step, and only the newest `keep_checkpoints` stay.
+fn keep_scored_steps(c: &mut TrainConfig, steps: &[u64]) -> Result<()> {
+    let (last, every) = (c.run.steps, c.run.checkpoint_every);
+    if let Some(&s) = steps.iter().find(|&&s| s >= last || s % every != 0) {
+        return Err(GanError::config(
+            "experiment.fid_steps",
+            format!(
+                "step {s} gets no earlier checkpoint: each step must be a multiple of \
+                 run.checkpoint_every ({every}) below run.steps ({last}); the final step is \
+                 always scored"
+            ),
+        ));
+    }
+    if let Some(&first) = steps.first() {
+        let written_from_first =
+            (last / every - first / every + 1) as usize + usize::from(last % every != 0);
+        c.run.keep_checkpoints = c.run.keep_checkpoints.max(written_from_first);
+    }
+    Ok(())
+}
+
+/// "all" for the whole split (0), else the image count.
+fn images_label(images: i64) -> String {
+    if images == 0 {
+        "all".into()
+    } else {
+        images.to_string()
+    }
 }
 
 /// The directory of `arm` at `seed` under `out`.
 fn run_dir(out: &Path, arm: &Arm, seed: u64) -> PathBuf {
-    let n = if arm.images == 0 {
-        "all".into()
-    } else {
-        arm.images.to_string()
-    };
+    let n = images_label(arm.images);
     out.join(format!("{}-{}-n{n}-s{seed}", arm.family, arm.method))
 }
 
@@ -248,9 +302,16 @@ fn real_stats(cfg: &TrainConfig, ex: &dyn FeatureExtractor, out: &Path) -> Resul
     Ok(stats)
 }
 
-/// FID of `n` samples of the run in `dir` against `real`, cached in `dir/fid.json`.
-fn score(dir: &Path, n: i64, ex: &dyn FeatureExtractor, real: &FeatureStats) -> Result<f64> {
-    let cache = dir.join("fid.json");
+/// FID of `n` samples of the run in `dir` (at its kept checkpoint of `step`; None: the
+/// newest) against `real`, cached in `dir/fid.json` (`fid-step-N.json`).
+fn score(
+    dir: &Path,
+    step: Option<u64>,
+    n: i64,
+    ex: &dyn FeatureExtractor,
+    real: &FeatureStats,
+) -> Result<f64> {
+    let cache = dir.join(step.map_or("fid.json".into(), |s| format!("fid-step-{s}.json")));
     if let Ok(text) = std::fs::read_to_string(&cache) {
         let v: serde_json::Value = serde_json::from_str(&text)?;
         if v["samples"].as_i64() == Some(n) {
@@ -259,7 +320,7 @@ fn score(dir: &Path, n: i64, ex: &dyn FeatureExtractor, real: &FeatureStats) -> 
             }
         }
     }
-    let run = crate::run::Run::open(dir)?;
+    let run = crate::run::Run::open_at(dir, step)?;
     let gen = run.generative()?;
     // Samples in chunks of 500 (codes of seed s + chunk index), moved to the CPU.
     let chunks: Vec<Tensor> = (0..n)
@@ -311,16 +372,15 @@ pub fn run(
             let tail = &log[log.len() * 3 / 4..];
             let mean =
                 |k: &str| tail.iter().map(|r| r.get(k)).sum::<f64>() / tail.len().max(1) as f64;
-            let fid = match (ex, &real) {
-                (Some(ex), Some(real)) => Some(score(&dir, plan.fid_samples, ex, real)?),
-                _ => None,
-            };
+            let (mut fid, mut fid_at) = (None, Vec::new());
+            if let (Some(ex), Some(real)) = (ex, &real) {
+                fid = Some(score(&dir, None, plan.fid_samples, ex, real)?);
+                for &s in &plan.fid_steps {
+                    fid_at.push((s, score(&dir, Some(s), plan.fid_samples, ex, real)?));
+                }
+            }
             if seed == seeds[0] {
-                let n = if arm.images == 0 {
-                    "all".into()
-                } else {
-                    arm.images.to_string()
-                };
+                let n = images_label(arm.images);
                 curves.push(d_outputs_curve(
                     &log,
                     &format!("{} {}, n = {n}: D(real), D(fake)", arm.family, arm.method),
@@ -333,6 +393,7 @@ pub fn run(
                 seed,
                 fid,
                 fid_samples: plan.fid_samples,
+                fid_at,
                 d_real: mean("d_real"),
                 d_fake: mean("d_fake"),
                 final_t: summary["final_T"].as_f64().unwrap_or(0.0),
@@ -356,13 +417,7 @@ pub fn run(
 
 /// Per-run rows, then per (family, images) the FID mean ± sd over seeds of both methods.
 pub fn markdown(rows: &[Row]) -> String {
-    let n = |i: i64| {
-        if i == 0 {
-            "all".to_string()
-        } else {
-            i.to_string()
-        }
-    };
+    let n = images_label;
     let mut s = String::from(
         "| family | images | method | seed | FID | D(real) | D(fake) | final T | seconds |\n|---|---|---|---|---|---|---|---|---|\n",
     );
@@ -408,159 +463,32 @@ pub fn markdown(rows: &[Row]) -> String {
         s += "\n| family | images | vanilla FID | diffusion FID | difference |\n|---|---|---|---|---|\n";
         s += &summary;
     }
-    s
+    s + &over_training(rows)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::metrics::extractors::FirstValues;
-
-    /// The paired summary has a row per (family, images) with both arms scored, and is left
-    /// out when one arm ran alone (`experiment.methods=[diffusion]`); difference = diffusion
-    /// − vanilla of the means (here 55 − 52 = +3.0, by hand).
-    #[test]
-    fn summary_only_for_scored_pairs() {
-        let row = |method: &str, fid: f64| Row {
-            family: "dcgan".into(),
-            method: method.into(),
-            images: 200,
-            seed: 0,
-            fid: Some(fid),
-            fid_samples: 5000,
-            d_real: 0.9,
-            d_fake: 0.1,
-            final_t: 0.0,
-            train_seconds: 1.0,
-        };
-        let one = markdown(&[row("diffusion", 56.2)]);
-        assert!(
-            one.contains("| 56.2 |") && !one.contains("difference"),
-            "{one}"
-        );
-        let both = markdown(&[row("vanilla", 52.0), row("diffusion", 55.0)]);
-        assert!(
-            both.contains("| 52.0 ± 0.0 | 55.0 ± 0.0 | +3.0 (n = 1) |"),
-            "{both}"
+/// FID at the scored earlier steps and at the end, one row per run (empty without
+/// `experiment.fid_steps`).
+fn over_training(rows: &[Row]) -> String {
+    let Some(steps) = rows.iter().map(|r| &r.fid_at).find(|a| !a.is_empty()) else {
+        return String::new();
+    };
+    let cols: Vec<String> = steps.iter().map(|(s, _)| format!("step {s}")).collect();
+    let mut s = format!(
+        "\nFID over training\n\n| family | images | method | seed | {} | final |\n|---|---|---|---|{}---|\n",
+        cols.join(" | "),
+        "---|".repeat(cols.len())
+    );
+    for r in rows {
+        let at: Vec<String> = r.fid_at.iter().map(|(_, f)| format!("{f:.1}")).collect();
+        s += &format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            r.family,
+            images_label(r.images),
+            r.method,
+            r.seed,
+            at.join(" | "),
+            r.fid.map_or("–".into(), |f| format!("{f:.1}"))
         );
     }
-
-    /// The plan's arms differ in diffusion and image count only (within a family); `--set`
-    /// reaches every arm and the experiment keys change the plan; a tiny run on a synthetic
-    /// IDX set trains, scores (flat features), resumes without training again, and writes
-    /// its tables and curves.
-    #[test]
-    fn plan_and_tiny_run() {
-        let _rng = crate::test_rng_lock();
-        let p = plan(&[]).unwrap();
-        assert_eq!(p.arms.len(), 12);
-        assert_eq!(p.fid_samples, 5000);
-        let q = plan(&[
-            "experiment.subsets=[]".into(),
-            "experiment.table8=[projected]".into(),
-        ])
-        .unwrap();
-        assert_eq!(q.arms.len(), 2);
-        assert!(q
-            .arms
-            .iter()
-            .all(|a| a.family == "projected" && a.images == 0));
-        assert!(q.arms.iter().all(|a| a.cfg.model.projected.enabled));
-        let on: Vec<bool> = q.arms.iter().map(|a| a.cfg.diffusion.enabled).collect();
-        assert_eq!(on, [false, true]);
-        let e = plan(&["experiment.table8=[wgan]".into()])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("experiment.table8") && e.contains("wgan"), "{e}");
-        let (a, b) = (&p.arms[0].cfg, &p.arms[1].cfg);
-        assert_eq!((a.diffusion.enabled, b.diffusion.enabled), (false, true));
-        assert_eq!(
-            (a.data.idx.max_images, p.arms[4].cfg.data.idx.max_images),
-            (200, 5000)
-        );
-        let m = plan(&[
-            "experiment.methods=[diffusion]".into(),
-            "experiment.table8=[sngan]".into(),
-            "diffusion.t_max=500".into(),
-        ])
-        .unwrap();
-        let got: Vec<(&str, i64, bool, usize)> = m
-            .arms
-            .iter()
-            .map(|a| {
-                let c = &a.cfg;
-                (
-                    a.family.as_str(),
-                    a.images,
-                    c.diffusion.enabled,
-                    c.diffusion.t_max,
-                )
-            })
-            .collect();
-        let want = [200, 1000, 5000].map(|n| ("dcgan", n, true, 500));
-        assert_eq!(got, [&want[..], &[("sngan", 0, true, 500)]].concat());
-        let twice = plan(&["experiment.methods=[diffusion,vanilla,diffusion]".into()]).unwrap();
-        let names: Vec<_> = twice.arms.iter().map(|a| a.method.as_str()).collect();
-        assert_eq!(
-            names[..2],
-            ["vanilla", "diffusion"],
-            "each method once, canonical order"
-        );
-        assert_eq!(twice.arms.len(), p.arms.len());
-        for bad in ["[]", "[diffusion,ada]"] {
-            let e = plan(&[format!("experiment.methods={bad}")])
-                .unwrap_err()
-                .to_string();
-            assert!(e.contains("experiment.methods"), "{bad}: {e}");
-        }
-        let e = plan(&["experiment.colour=1".into()])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("experiment.colour"), "{e}");
-
-        let data = std::env::temp_dir().join(format!("ganlab-ld-data-{}", std::process::id()));
-        std::fs::create_dir_all(&data).unwrap();
-        for (file, n) in [
-            ("train-images-idx3-ubyte", 24u32),
-            ("t10k-images-idx3-ubyte", 16),
-        ] {
-            let mut bytes = vec![0u8, 0, 8, 3];
-            for d in [n, 28, 28] {
-                bytes.extend(d.to_be_bytes());
-            }
-            bytes.extend((0..n * 28 * 28).map(|i| ((i * 31) % 256) as u8));
-            std::fs::write(data.join(file), bytes).unwrap();
-        }
-        let sets: Vec<String> = [
-            "experiment.subsets=[8]".to_string(),
-            "experiment.fid_samples=12".into(),
-            "experiment.table8=false".into(),
-            format!("data.idx.dir={:?}", data),
-            "run.steps=2".into(),
-            "run.eval_every=2".into(),
-            "run.checkpoint_every=2".into(),
-            "run.eval_samples=8".into(),
-            "run.device=\"cpu\"".into(),
-            "model.dcgan.width=4".into(),
-        ]
-        .into();
-        let p = plan(&sets).unwrap();
-        assert_eq!(p.arms.len(), 2);
-        assert_eq!(p.arms[1].cfg.run.steps, 2);
-        let out = std::env::temp_dir().join(format!("ganlab-ld-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&out);
-        let rows = run(&p, &[0], &out, Some(&FirstValues(6)), false).unwrap();
-        assert_eq!(rows.len(), 2);
-        assert!(rows.iter().all(|r| r.fid.is_some_and(f64::is_finite)));
-        for f in ["results.md", "results.json", "curves.svg", "report.html"] {
-            assert!(out.join(f).is_file(), "{f}");
-        }
-        let again = run(&p, &[0], &out, Some(&FirstValues(6)), false).unwrap();
-        assert_eq!(
-            again, rows,
-            "a finished experiment is reused, not trained again"
-        );
-        std::fs::remove_dir_all(&out).unwrap();
-        std::fs::remove_dir_all(&data).unwrap();
-    }
+    s
 }

@@ -4,6 +4,8 @@ pub mod gaussians25;
 pub mod js_toy;
 pub mod ladiffgan;
 pub mod limited_data;
+#[cfg(test)]
+mod limited_data_tests;
 pub mod multi_attribute;
 pub mod pix2pix;
 pub mod refine;

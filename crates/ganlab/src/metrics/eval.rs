@@ -25,16 +25,34 @@ pub enum ImageSpec {
     Npy(PathBuf),
     /// A folder of PNG/JPEG images ([`crate::data::load_image_folder`]).
     Folder(PathBuf),
-    /// A run directory with an image generator: samples from its newest checkpoint.
-    Run(PathBuf),
+    /// A run directory with an image generator: samples from its newest checkpoint, or
+    /// (`DIR@STEP`) from the kept checkpoint of that step.
+    Run(PathBuf, Option<u64>),
 }
 
 impl ImageSpec {
-    /// Parses SPEC: `x.npy`; a run directory; a directory holding images; `DIR[:split]` for a directory of
-    /// IDX files; else `NAME[:split]`.
+    /// Parses SPEC: `x.npy`; a run directory, `DIR@STEP` for one of its kept checkpoints; a
+    /// directory holding images; `DIR[:split]` for a directory of IDX files; else
+    /// `NAME[:split]`.
     pub fn parse(s: &str) -> Result<Self> {
         if s.ends_with(".npy") {
             return Ok(Self::Npy(PathBuf::from(s)));
+        }
+        if let Some((dir, step)) = s.rsplit_once('@') {
+            if Path::new(dir).join("checkpoints").is_dir() && !Path::new(s).exists() {
+                let step = step.parse().map_err(|_| {
+                    GanError::config(
+                        "SPEC",
+                        format!(
+                            "{s:?}: after @ comes a checkpoint step (an integer), got {step:?}"
+                        ),
+                    )
+                })?;
+                return Self::parse(dir).map(|spec| match spec {
+                    Self::Run(d, _) => Self::Run(d, Some(step)),
+                    other => other,
+                });
+            }
         }
         let (base, split) = match s.rsplit_once(':') {
             Some((b, "train")) => (b, Split::Train),
@@ -56,7 +74,7 @@ impl ImageSpec {
                      restore config.toml or pass the images as a folder of their own"
                 )));
             }
-            return Ok(Self::Run(PathBuf::from(s)));
+            return Ok(Self::Run(PathBuf::from(s), None));
         }
         if Path::new(s).is_dir() && crate::data::folder::image_files(Path::new(s)).is_ok() {
             return Ok(Self::Folder(PathBuf::from(s)));
@@ -116,7 +134,7 @@ impl ImageSpec {
             Self::IdxDir(dir, split) => load_image_set(dir, *split)?.images,
             Self::Npy(p) => crate::report::npy::read_f32(p)?,
             Self::Folder(p) => crate::data::load_image_folder(p, size)?.images,
-            Self::Run(dir) => sample_run(dir, n)?,
+            Self::Run(dir, step) => sample_run(dir, *step, n)?,
         };
         let sz = images.size();
         if sz.len() != 4 || sz[0] < 1 || !matches!(sz[1], 1 | 3) || sz[2] < 1 || sz[3] < 1 {
@@ -163,8 +181,8 @@ pub const RANGE_SLACK: f64 = 1e-3;
 
 /// `n` samples (default: the run's `eval_samples`) of the run in `dir`, drawn in chunks of
 /// 1000 latent codes (seeds 0, 1, ...; BatchNorm statistics per chunk).
-fn sample_run(dir: &Path, n: Option<i64>) -> Result<Tensor> {
-    let run = crate::run::Run::open(dir)?;
+fn sample_run(dir: &Path, step: Option<u64>, n: Option<i64>) -> Result<Tensor> {
+    let run = crate::run::Run::open_at(dir, step)?;
     let t = run.generative()?;
     let n = n.unwrap_or(run.config().run.eval_samples);
     let mut parts = Vec::new();
@@ -423,7 +441,7 @@ mod tests {
         std::fs::write(dir.join("config.toml"), "").unwrap();
         assert!(matches!(
             ImageSpec::parse(dir.to_str().unwrap()),
-            Ok(ImageSpec::Run(_))
+            Ok(ImageSpec::Run(_, None))
         ));
         std::fs::remove_dir_all(dir).unwrap();
     }

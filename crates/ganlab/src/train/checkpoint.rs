@@ -130,6 +130,42 @@ pub fn load(dir: &Path) -> Result<(CheckpointState, Vec<(String, Tensor)>)> {
     Ok((state, tensors))
 }
 
+/// The weights kept for `step` in `dir` (a checkpoints directory), with the newest
+/// checkpoint's state and its `step` and `tensors` set to `step`'s. The task state (e.g. the
+/// diffusion controller) stays the newest one's: older checkpoints keep only their tensors,
+/// and inference (sampling, translation) reads only the weights. An error lists the kept
+/// steps when `step` is not one of them.
+pub fn load_at(dir: &Path, step: u64) -> Result<(CheckpointState, Vec<(String, Tensor)>)> {
+    let mut state = load_state(dir)?;
+    let name = format!("step-{step}.safetensors");
+    let file = dir.join(&name);
+    if !file.is_file() {
+        let mut kept: Vec<u64> = std::fs::read_dir(dir)
+            .at(dir)?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|n| {
+                n.strip_prefix("step-")?
+                    .strip_suffix(".safetensors")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        kept.sort_unstable();
+        return Err(GanError::Input(format!(
+            "{}: no checkpoint of step {step}; the kept steps are {kept:?} (run.checkpoint_every \
+             sets which steps are written, run.keep_checkpoints how many are kept)",
+            dir.display()
+        )));
+    }
+    let tensors = Tensor::read_safetensors(&file).map_err(|e| GanError::Checkpoint {
+        path: file.clone(),
+        message: format!("corrupt tensors: {e}"),
+    })?;
+    state.step = step;
+    state.tensors = name;
+    Ok((state, tensors))
+}
+
 /// The JSON half of the newest checkpoint of `dir` (a checkpoints directory), checked.
 pub fn load_state(dir: &Path) -> Result<CheckpointState> {
     let state_path = dir.join("state.json");

@@ -749,3 +749,44 @@ fn shape_mismatch_names_one_tensor_every_time() {
     );
     std::fs::remove_dir_all(d).unwrap();
 }
+
+/// `Run::open_at` loads a kept older checkpoint: a 10-step run opened at step 5 samples
+/// exactly as a 5-step run of the same seed (training is deterministic; tolerance 0), at
+/// step 10 as opening it without a step; a step that is not kept is an error listing the
+/// kept ones; `ganlab eval`'s `DIR@STEP` parses to that step, and a non-integer step is an
+/// error naming the spec.
+#[test]
+fn open_at_a_kept_step() {
+    let _rng = crate::test_rng_lock();
+    let long = finished_run("open-at-10", 10);
+    let short = finished_run("open-at-5", 5);
+    let draw = |d: &Path, step: Option<u64>| {
+        let r = crate::run::Run::open_at(d, step).unwrap();
+        let s = r.generative().unwrap().sample(16, 7);
+        (r.step(), s)
+    };
+    let (s5, at5) = draw(&long, Some(5));
+    let (_, five) = draw(&short, None);
+    assert_eq!(s5, 5);
+    assert!(at5.equal(&five));
+    let (s10, at10) = draw(&long, Some(10));
+    let (_, newest) = draw(&long, None);
+    assert_eq!(s10, 10);
+    assert!(at10.equal(&newest));
+    assert!(!at10.equal(&at5));
+    let e = crate::run::Run::open_at(&long, Some(7))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no checkpoint of step 7") && e.contains("[5, 10]"),
+        "{e}"
+    );
+    use crate::metrics::eval::ImageSpec;
+    let spec = ImageSpec::parse(&format!("{}@5", long.display())).unwrap();
+    assert!(matches!(spec, ImageSpec::Run(_, Some(5))), "{spec:?}");
+    let e = ImageSpec::parse(&format!("{}@five", long.display())).unwrap_err();
+    assert!(e.to_string().contains("checkpoint step"), "{e}");
+    for d in [long, short] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}

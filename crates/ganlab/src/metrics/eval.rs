@@ -48,10 +48,7 @@ impl ImageSpec {
                         ),
                     )
                 })?;
-                return Self::parse(dir).map(|spec| match spec {
-                    Self::Run(d, _) => Self::Run(d, Some(step)),
-                    other => other,
-                });
+                return Self::run_dir(dir).map(|d| Self::Run(d, Some(step)));
             }
         }
         let (base, split) = match s.rsplit_once(':') {
@@ -66,15 +63,7 @@ impl ImageSpec {
             None => (s, Split::Train),
         };
         if Path::new(s).join("checkpoints").is_dir() {
-            if !Path::new(s).join("config.toml").is_file() {
-                // Not read as an image folder of its grids: that would score the wrong
-                // images without a word.
-                return Err(GanError::Input(format!(
-                    "{s}: a run directory (it has checkpoints/) without its config.toml; \
-                     restore config.toml or pass the images as a folder of their own"
-                )));
-            }
-            return Ok(Self::Run(PathBuf::from(s), None));
+            return Self::run_dir(s).map(|d| Self::Run(d, None));
         }
         if Path::new(s).is_dir() && crate::data::folder::image_files(Path::new(s)).is_ok() {
             return Ok(Self::Folder(PathBuf::from(s)));
@@ -108,6 +97,19 @@ impl ImageSpec {
                 ),
             )),
         }
+    }
+
+    /// `s`, a directory with checkpoints/, as a run directory: it must hold its config.toml.
+    fn run_dir(s: &str) -> Result<PathBuf> {
+        if !Path::new(s).join("config.toml").is_file() {
+            // Not read as an image folder of its grids: that would score the wrong images
+            // without a word.
+            return Err(GanError::Input(format!(
+                "{s}: a run directory (it has checkpoints/) without its config.toml; \
+                 restore config.toml or pass the images as a folder of their own"
+            )));
+        }
+        Ok(PathBuf::from(s))
     }
 
     /// Loads the images (all of them; `n` takes the first n); `size` resizes and

@@ -53,7 +53,7 @@ impl CheckpointState {
     pub fn new(step: u64, optim_steps: BTreeMap<String, u64>, task: serde_json::Value) -> Self {
         Self {
             step,
-            tensors: format!("step-{step}.safetensors"),
+            tensors: tensor_name(step),
             optim_steps,
             task,
             version: env!("CARGO_PKG_VERSION").into(),
@@ -96,6 +96,23 @@ pub fn save(
         &dir.join("state.json"),
         serde_json::to_string_pretty(state)?.as_bytes(),
     )?;
+    let steps = tensor_files(dir)?;
+    let drop = steps.len().saturating_sub(keep);
+    for (n, path) in steps.into_iter().take(drop) {
+        if n != state.step {
+            std::fs::remove_file(&path).at(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// The tensor file name of the checkpoint of `step`.
+fn tensor_name(step: u64) -> String {
+    format!("step-{step}.safetensors")
+}
+
+/// The tensor files in `dir` (a checkpoints directory) with their steps, oldest first.
+fn tensor_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let mut steps: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
         .at(dir)?
         .filter_map(|e| e.ok())
@@ -110,23 +127,21 @@ pub fn save(
         })
         .collect();
     steps.sort();
-    let drop = steps.len().saturating_sub(keep);
-    for (n, path) in steps.into_iter().take(drop) {
-        if n != state.step {
-            std::fs::remove_file(&path).at(&path)?;
-        }
-    }
-    Ok(())
+    Ok(steps)
+}
+
+/// The tensors of `file`; a file that does not read is a checkpoint error naming it.
+fn read_tensors(file: &Path) -> Result<Vec<(String, Tensor)>> {
+    Tensor::read_safetensors(file).map_err(|e| GanError::Checkpoint {
+        path: file.to_path_buf(),
+        message: format!("corrupt tensors: {e}"),
+    })
 }
 
 /// Loads the newest complete checkpoint of `dir` (a checkpoints directory).
 pub fn load(dir: &Path) -> Result<(CheckpointState, Vec<(String, Tensor)>)> {
     let state = load_state(dir)?;
-    let file = dir.join(&state.tensors);
-    let tensors = Tensor::read_safetensors(&file).map_err(|e| GanError::Checkpoint {
-        path: file.clone(),
-        message: format!("corrupt tensors: {e}"),
-    })?;
+    let tensors = read_tensors(&dir.join(&state.tensors))?;
     Ok((state, tensors))
 }
 
@@ -137,30 +152,17 @@ pub fn load(dir: &Path) -> Result<(CheckpointState, Vec<(String, Tensor)>)> {
 /// steps when `step` is not one of them.
 pub fn load_at(dir: &Path, step: u64) -> Result<(CheckpointState, Vec<(String, Tensor)>)> {
     let mut state = load_state(dir)?;
-    let name = format!("step-{step}.safetensors");
+    let name = tensor_name(step);
     let file = dir.join(&name);
     if !file.is_file() {
-        let mut kept: Vec<u64> = std::fs::read_dir(dir)
-            .at(dir)?
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter_map(|n| {
-                n.strip_prefix("step-")?
-                    .strip_suffix(".safetensors")?
-                    .parse()
-                    .ok()
-            })
-            .collect();
-        kept.sort_unstable();
+        let kept: Vec<u64> = tensor_files(dir)?.into_iter().map(|(n, _)| n).collect();
         return Err(GanError::Input(format!(
             "{}: no checkpoint of step {step}; the kept steps are {kept:?} (run.checkpoint_every \
              sets which steps are written, run.keep_checkpoints how many are kept)",
             dir.display()
         )));
     }
-    let tensors = Tensor::read_safetensors(&file).map_err(|e| GanError::Checkpoint {
-        path: file.clone(),
-        message: format!("corrupt tensors: {e}"),
-    })?;
+    let tensors = read_tensors(&file)?;
     state.step = step;
     state.tensors = name;
     Ok((state, tensors))

@@ -33,6 +33,11 @@ pub struct CheckpointState {
     /// Processes that trained the run ([`crate::dist`]; 1 in checkpoints written before).
     #[serde(default = "one")]
     pub world_size: usize,
+    /// Seconds of training up to this step, summed over every resume (absent in
+    /// checkpoints written before it was kept: a resume then counts from the last logged
+    /// `wall_s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_seconds: Option<f64>,
     /// Checkpoints written before tasks existed (one G, one D): read, never written.
     #[serde(default, skip_serializing)]
     opt_g_steps: Option<u64>,
@@ -58,6 +63,7 @@ impl CheckpointState {
             task,
             version: env!("CARGO_PKG_VERSION").into(),
             world_size: crate::dist::world_size(),
+            train_seconds: None,
             opt_g_steps: None,
             opt_d_steps: None,
             diffusion: None,

@@ -88,7 +88,10 @@ pub struct Trainer {
     step: u64,
     rows: Vec<LogRow>,
     evals: Vec<LogRow>,
+    /// When this process began training (reset by [`Trainer::run`]).
     started: Instant,
+    /// Seconds trained before `started`: by the processes this run was resumed from.
+    seconds_before: f64,
     /// The run directory's lock, held for the trainer's life (by the writing rank).
     _lock: Option<RunLock>,
 }
@@ -140,6 +143,7 @@ impl Trainer {
             rows: Vec::new(),
             evals: Vec::new(),
             started: Instant::now(),
+            seconds_before: 0.0,
             _lock: lock,
         })
     }
@@ -220,6 +224,8 @@ impl Trainer {
                 write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
             }
         }
+        let last_logged = || rows.last().and_then(|r| r.scalars.get("wall_s"));
+        let seconds_before = state.train_seconds.or_else(last_logged).unwrap_or(0.0);
         Ok(Self {
             device: task.groups().device(),
             cfg,
@@ -229,8 +235,15 @@ impl Trainer {
             rows,
             evals,
             started: Instant::now(),
+            seconds_before,
             _lock: lock,
         })
+    }
+
+    /// Seconds of training so far, over every process that trained this run (resumes
+    /// included): what `wall_s` logs and summary.json's `train_seconds` says.
+    pub fn train_seconds(&self) -> f64 {
+        self.seconds_before + self.started.elapsed().as_secs_f64()
     }
 
     /// The resolved config.
@@ -306,7 +319,7 @@ impl Trainer {
         self.task.groups_mut().update_ema();
         scalars.extend(self.task.end_step());
         self.step = step;
-        scalars.push("wall_s", self.started.elapsed().as_secs_f64());
+        scalars.push("wall_s", self.train_seconds());
         Ok(LogRow { step, scalars })
     }
 
@@ -316,11 +329,12 @@ impl Trainer {
             return Ok(());
         }
         let groups = self.task.groups();
-        let state = checkpoint::CheckpointState::new(
+        let mut state = checkpoint::CheckpointState::new(
             self.step,
             groups.optimizer_steps(),
             self.task.state()?,
         );
+        state.train_seconds = Some(self.train_seconds());
         let mut tensors = groups.checkpoint_tensors();
         tensors.extend(
             self.task
@@ -390,8 +404,7 @@ impl Trainer {
             progress.update(step, total, &self.task.status(&row.scalars));
         }
         progress.finish();
-        let train_seconds = self.started.elapsed().as_secs_f64();
-        self.write_outputs(train_seconds)
+        self.write_outputs()
     }
 
     /// A rank other than 0: trains to the budget and writes nothing; its summary says
@@ -404,18 +417,18 @@ impl Trainer {
         Ok(serde_json::json!({
             "steps": self.step,
             "rank": crate::dist::rank(),
-            "train_seconds": self.started.elapsed().as_secs_f64(),
+            "train_seconds": self.train_seconds(),
         }))
     }
 
     /// Writes summary.json (steps, the task's fields, train_seconds, device, world_size), the task's
     /// outputs and report.html.
-    pub fn write_outputs(&self, train_seconds: f64) -> Result<serde_json::Value> {
+    pub fn write_outputs(&self) -> Result<serde_json::Value> {
         let out = self.task.finish(&self.dir)?;
         let mut summary = serde_json::Map::new();
         summary.insert("steps".into(), self.step.into());
         summary.extend(out.summary);
-        summary.insert("train_seconds".into(), train_seconds.into());
+        summary.insert("train_seconds".into(), self.train_seconds().into());
         summary.insert("device".into(), format!("{:?}", self.device).into());
         summary.insert("world_size".into(), crate::dist::world_size().into());
         let summary = serde_json::Value::Object(summary);

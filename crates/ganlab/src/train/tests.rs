@@ -112,6 +112,55 @@ fn resume_equals_uninterrupted() {
     }
 }
 
+/// A resumed run's clock goes on from where it stopped: `wall_s` after the resume point and
+/// summary.json's `train_seconds` add the seconds trained before it, read from the checkpoint
+/// or, for a checkpoint written before it kept them, from the last kept `wall_s` (they
+/// restarted at 0 before). The first 10 steps are made to have taken 1,000 s by editing the
+/// files, so the expected range is closed-form: [1000, 1000 + this test's own resume time].
+#[test]
+fn resume_continues_the_training_clock() {
+    let _rng = crate::test_rng_lock();
+    for (name, in_checkpoint) in [("clock", true), ("clock-old", false)] {
+        let d = finished_run(name, 10);
+        let state_path = d.join("checkpoints").join("state.json");
+        let mut state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+        assert!(state["train_seconds"].as_f64().unwrap() > 0.0);
+        let log_path = d.join("metrics.jsonl");
+        let mut lines: Vec<serde_json::Value> = std::fs::read_to_string(&log_path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.last().unwrap()["step"], 10);
+        match in_checkpoint {
+            true => state["train_seconds"] = 1000.0.into(),
+            false => {
+                state.as_object_mut().unwrap().remove("train_seconds");
+                lines.last_mut().unwrap()["wall_s"] = 1000.0.into();
+            }
+        }
+        std::fs::write(&state_path, state.to_string()).unwrap();
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(&log_path, text).unwrap();
+        let clock = std::time::Instant::now();
+        let mut resumed = Trainer::resume(&d, Some(20), None).unwrap();
+        let summary = resumed.run(&mut Silent).unwrap();
+        let bound = 1000.0 + clock.elapsed().as_secs_f64();
+        let seconds = summary["train_seconds"].as_f64().unwrap();
+        assert!((1000.0..=bound).contains(&seconds), "{name}: {seconds}");
+        for row in resumed.rows().iter().filter(|r| r.step > 10) {
+            let wall = row.get("wall_s");
+            assert!(
+                (1000.0..=bound).contains(&wall),
+                "{name} step {}: {wall}",
+                row.step
+            );
+        }
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}
+
 /// Resuming with a budget below the step a run has reached is a config error naming
 /// `--steps`, and leaves config.toml as it was (issue 18, item 10).
 #[test]

@@ -18,7 +18,8 @@
 //!   many as reach the style side (4 at 128 px); ReLU; conv1×1 c; IN; ReLU.
 //! - **E**: conv1×1(X ‖ tiled att → c/2); ResBlk↓ (IN, ReLU) to c; 3 × ResBlk c; ReLU;
 //!   conv1×1 c; IN; ReLU. Style maps are c × H/2 × W/2 (32 × 64 × 64 at 128 px). Both
-//!   heads' last ReLU is `model.head_relu` (off: the code's `..._wIN_concat` variant).
+//!   heads' last ReLU is `model.head_relu` (off: the code's `..._wIN_concat` variant);
+//!   `model.att_film` (off: the paper) also modulates both heads by their attribute input.
 //! - **D / C**: conv1×1 → 16; 4 × ResBlk↓ (no norm, LReLU 0.2) to 32 … 256 at H/16; LReLU;
 //!   two unshared heads, each conv(H/16 × H/16, valid) 256 + LReLU + FC → 1 (D) or k (C).
 //!
@@ -54,6 +55,16 @@ pub struct BridgeModelConfig {
     /// both heads died between steps 550 and 725 of a 1,500-step run (docs/ATTRIBUTES.md),
     /// after which every style map is zero and G cannot edit.
     pub head_relu: bool,
+    /// Whether M's and E's heads are also modulated by the attribute vector they are given:
+    /// IN(conv(z))·(1 + W_γ·a) + β + W_β·a, W_γ and W_β linear maps [k → style_ch] without
+    /// bias (Glorot-uniform). Off in the paper and the official code, where E sees its
+    /// attributes only as tiled input channels: after E's first 1×1 conv they are a constant
+    /// per channel, which every instance norm removes, so E is all but blind to them (a
+    /// trained 32 px run's output moved by 0.002 in mean |Δpixel| when E's attributes
+    /// changed, against 0.09 for another noise R; docs/ATTRIBUTES.md). The scale term is
+    /// what separates E(X_s, −d) + E(X_r, d) from E(X_s, 0) + E(X_r, 0): a shift alone cancels
+    /// between ±d. A reconstruction, not the paper's network.
+    pub att_film: bool,
 }
 
 impl Default for BridgeModelConfig {
@@ -65,6 +76,7 @@ impl Default for BridgeModelConfig {
             d_ch: 16,
             spade_hidden: 128,
             head_relu: true,
+            att_film: false,
         }
     }
 }
@@ -387,25 +399,40 @@ impl BridgeGenerator {
     }
 }
 
-/// The final ReLU + 1×1 conv + IN (+ ReLU unless `head_relu` is off) of M and E.
+/// The final ReLU + 1×1 conv + IN (+ ReLU unless `head_relu` is off) of M and E, with the
+/// attribute modulation of `att_film` when on.
 #[derive(Debug)]
 struct Head {
     conv: nn::Conv2D,
     beta: Tensor,
     relu: bool,
+    /// (W_γ, W_β) of `att_film`.
+    film: Option<(Tensor, Tensor)>,
 }
 
 impl Head {
-    fn new(p: nn::Path, c: i64, relu: bool) -> Self {
+    fn new(p: nn::Path, c: i64, cfg: &BridgeModelConfig, n_att: i64) -> Self {
+        let film = cfg.att_film.then(|| {
+            let q = &p / "film";
+            let w = |name: &str| q.var(name, &[c, n_att], glorot(n_att, c));
+            (w("gamma"), w("beta"))
+        });
         Self {
             conv: conv(&p / "conv", c, c, 1, false),
             beta: (&p / "norm").var("beta", &[c], Init::Const(0.0)),
-            relu,
+            relu: cfg.head_relu,
+            film,
         }
     }
 
-    fn forward(&self, z: &Tensor) -> Tensor {
-        let s = in_plain(&self.conv.forward(&z.relu())) + self.beta.view([1, -1, 1, 1]);
+    /// The head on `z` [n, c, h, w] given the network's attribute input `a` [n, k].
+    fn forward(&self, z: &Tensor, a: &Tensor) -> Tensor {
+        let mut s = in_plain(&self.conv.forward(&z.relu()));
+        if let Some((wg, wb)) = &self.film {
+            let col = |w: &Tensor| a.matmul(&w.tr()).unsqueeze(-1).unsqueeze(-1);
+            s = s * (col(wg) + 1.0) + col(wb);
+        }
+        let s = s + self.beta.view([1, -1, 1, 1]);
         if self.relu {
             s.relu()
         } else {
@@ -437,7 +464,7 @@ impl MappingNetwork {
         Self {
             fc: linear(&p / "fc", c.noise_dim + n_att, 16 * 2 * ch),
             blocks,
-            head: Head::new(&p / "head", ch, c.head_relu),
+            head: Head::new(&p / "head", ch, c, n_att),
             ch,
         }
     }
@@ -451,7 +478,7 @@ impl MappingNetwork {
         for b in &self.blocks {
             z = b.forward(&z, None);
         }
-        self.head.forward(&z)
+        self.head.forward(&z, d)
     }
 }
 
@@ -478,7 +505,7 @@ impl StyleEncoder {
         Self {
             stem: conv(&p / "stem", 3 + n_att, ch / 2, 1, false),
             blocks,
-            head: Head::new(&p / "head", ch, c.head_relu),
+            head: Head::new(&p / "head", ch, c, n_att),
         }
     }
 
@@ -486,14 +513,14 @@ impl StyleEncoder {
     /// style maps [n, style_ch, H/2, W/2].
     pub fn forward(&self, x: &Tensor, a: &Tensor) -> Tensor {
         let s = x.size();
-        let a = a
+        let tiled = a
             .view([s[0], -1, 1, 1])
             .expand([s[0], a.size()[1], s[2], s[3]], false);
-        let mut z = self.stem.forward(&Tensor::cat(&[x, &a], 1));
+        let mut z = self.stem.forward(&Tensor::cat(&[x, &tiled], 1));
         for b in &self.blocks {
             z = b.forward(&z, None);
         }
-        self.head.forward(&z)
+        self.head.forward(&z, a)
     }
 }
 

@@ -212,6 +212,68 @@ fn head_relu_switches_the_last_relu_of_m_and_e() {
     }
 }
 
+/// `model.att_film`: each channel of M's and E's style maps (heads without ReLU) is the
+/// instance-normalised conv output scaled by 1 + W_γ·a and shifted by β + W_β·a, so over
+/// space its mean is β + (W_β a)_c and its variance (1 + (W_γ a)_c)² (closed form; ε 1e-6,
+/// tolerance 1e-3). W_γ, W_β and β are set to known values; a = d for M and E alike. Off, the
+/// networks hold no `film` variables (the paper's parameter counts are unchanged).
+#[test]
+fn att_film_modulates_the_heads_by_the_attributes() {
+    let _rng = crate::test_rng_lock();
+    let c = BridgeModelConfig {
+        head_relu: false,
+        att_film: true,
+        ..BridgeModelConfig::default()
+    };
+    let vs = nn::VarStore::new(Device::Cpu);
+    let m = MappingNetwork::new(vs.root() / "m", &c, 3, 32);
+    let e = StyleEncoder::new(vs.root() / "e", &c, 3);
+    // W[ch, att] = (ch + 1)·(att + 1)/100 for γ, −(ch + 1)/50·(att − 1) for β; β = 0.25.
+    let wg: Vec<f32> = (0..32 * 3)
+        .map(|i| ((i / 3 + 1) * (i % 3 + 1)) as f32 / 100.0)
+        .collect();
+    let wb: Vec<f32> = (0..32 * 3)
+        .map(|i| -((i / 3 + 1) as f32) / 50.0 * ((i % 3) as f32 - 1.0))
+        .collect();
+    tch::no_grad(|| {
+        for (k, mut v) in vs.variables() {
+            if k.ends_with("head.film.gamma") {
+                let _ = v.copy_(&Tensor::from_slice(&wg).view([32, 3]));
+            } else if k.ends_with("head.film.beta") {
+                let _ = v.copy_(&Tensor::from_slice(&wb).view([32, 3]));
+            } else if k.ends_with("head.norm.beta") {
+                let _ = v.fill_(0.25);
+            }
+        }
+    });
+    let d = [[1f32, -1., 0.], [0., 1., 1.]];
+    let dt = Tensor::from_slice(&d.concat()).view([2, 3]);
+    let r = Tensor::randn([2, 16], (Kind::Float, Device::Cpu));
+    let x = Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu)) * 2 - 1;
+    for s in [m.forward(&r, &dt), e.forward(&x, &dt)] {
+        let mean = vec(&s.mean_dim(&[2i64, 3][..], false, Kind::Float));
+        let var = vec(&s.var_dim(&[2i64, 3][..], false, false));
+        for n in 0..2 {
+            for ch in 0..32 {
+                let dot = |w: &[f32]| (0..3).map(|a| w[ch * 3 + a] * d[n][a]).sum::<f32>();
+                let (want_mu, want_var) = (0.25 + dot(&wb), (1.0 + dot(&wg)).powi(2));
+                let (mu, v) = (mean[n * 32 + ch], var[n * 32 + ch]);
+                assert!((mu - want_mu).abs() < 1e-3, "mean {mu}, want {want_mu}");
+                assert!((v - want_var).abs() < 1e-3, "variance {v}, want {want_var}");
+            }
+        }
+    }
+    let off = nn::VarStore::new(Device::Cpu);
+    let c_off = BridgeModelConfig {
+        att_film: false,
+        ..c
+    };
+    let _ = MappingNetwork::new(off.root() / "m", &c_off, 3, 32);
+    let _ = StyleEncoder::new(off.root() / "e", &c_off, 3);
+    let film = |v: &nn::VarStore| v.variables().keys().filter(|k| k.contains("film")).count();
+    assert_eq!((film(&vs), film(&off)), (4, 0));
+}
+
 /// StarGAN's networks equal the official code's (yunjey/stargan `model.py`, rewritten in
 /// tests/fixtures/bridgegan_reference.py; exact): at the paper's CelebA setting with 14
 /// attributes (G 8,458,752, D 44,835,776) and at configs/stargan-emoji.toml's (G 2,122,816,
@@ -307,6 +369,7 @@ pub(crate) fn tiny(data: &AttributeDataConfig, steps: u64) -> TrainConfig {
         d_ch: 4,
         spade_hidden: 4,
         head_relu: true,
+        att_film: false,
     };
     cfg.validate().unwrap();
     cfg

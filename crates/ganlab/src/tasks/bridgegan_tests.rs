@@ -238,9 +238,9 @@ fn att_film_modulates_the_heads_by_the_attributes() {
     tch::no_grad(|| {
         for (k, mut v) in vs.variables() {
             if k.ends_with("head.film.gamma") {
-                let _ = v.copy_(&Tensor::from_slice(&wg).view([32, 3]));
+                v.copy_(&Tensor::from_slice(&wg).view([32, 3]));
             } else if k.ends_with("head.film.beta") {
-                let _ = v.copy_(&Tensor::from_slice(&wb).view([32, 3]));
+                v.copy_(&Tensor::from_slice(&wb).view([32, 3]));
             } else if k.ends_with("head.norm.beta") {
                 let _ = v.fill_(0.25);
             }

@@ -60,8 +60,9 @@ pub struct BridgeModelConfig {
     /// bias (Glorot-uniform). Off in the paper and the official code, where E sees its
     /// attributes only as tiled input channels: after E's first 1×1 conv they are a constant
     /// per channel, which every instance norm removes, so E is all but blind to them (a
-    /// trained 32 px run's output moved by 0.002 in mean |Δpixel| when E's attributes
-    /// changed, against 0.09 for another noise R; docs/ATTRIBUTES.md). The scale term is
+    /// trained 32 px run's reference-based output moved by 0.004–0.007 in mean |Δpixel|
+    /// when one attribute flipped, against 0.089 for another noise R; 0.047–0.060 with this
+    /// on; `examples/bridgegan_probe.rs`, docs/ATTRIBUTES.md). The scale term is
     /// what separates E(X_s, −d) + E(X_r, d) from E(X_s, 0) + E(X_r, 0): a shift alone cancels
     /// between ±d. A reconstruction, not the paper's network.
     pub att_film: bool,

@@ -5,6 +5,7 @@
 //! of IMAGES_DIR. `cargo run --release --example bridgegan_probe RUN_DIR IMAGES_DIR`.
 use std::path::Path;
 
+use ganlab::data::attributes::flip_attribute;
 use ganlab::data::folder::{image_files, load_image, resize_crop, to_channels};
 use ganlab::run::Run;
 use tch::{Kind, Tensor};
@@ -24,17 +25,7 @@ fn main() -> ganlab::Result<()> {
     let x = Tensor::cat(&xs, 0);
     let y_s = ed.classify(&x)?;
     let mates = ed.mates();
-    let flip = |j: usize| {
-        let y = y_s.copy();
-        let col = y.narrow(1, j as i64, 1);
-        let new = 1.0 - &col;
-        for &m in &mates[j] {
-            y.narrow(1, m as i64, 1)
-                .copy_(&(y.narrow(1, m as i64, 1) * (1.0 - &new)));
-        }
-        y.narrow(1, j as i64, 1).copy_(&new);
-        y
-    };
+    let flip = |j: usize| flip_attribute(&mates, &y_s, j);
     let edit = |y_t: &Tensor, seed: i64| {
         tch::manual_seed(seed);
         ed.edit(&x, &y_s, y_t, None, 1.0)

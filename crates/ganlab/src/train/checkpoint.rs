@@ -152,7 +152,8 @@ pub fn load(dir: &Path) -> Result<(CheckpointState, Vec<(String, Tensor)>)> {
 }
 
 /// The weights kept for `step` in `dir` (a checkpoints directory), with the newest
-/// checkpoint's state and its `step` and `tensors` set to `step`'s. The task state (e.g. the
+/// checkpoint's state and its `step` and `tensors` set to `step`'s (`train_seconds` cleared:
+/// only the newest checkpoint's is kept). The task state (e.g. the
 /// diffusion controller) stays the newest one's: older checkpoints keep only their tensors,
 /// and inference (sampling, translation) reads only the weights. An error lists the kept
 /// steps when `step` is not one of them.
@@ -171,6 +172,7 @@ pub fn load_at(dir: &Path, step: u64) -> Result<(CheckpointState, Vec<(String, T
     let tensors = read_tensors(&file)?;
     state.step = step;
     state.tensors = name;
+    state.train_seconds = None;
     Ok((state, tensors))
 }
 

@@ -22,6 +22,7 @@
 //!   `model.att_film` (off: the paper) also modulates both heads by their attribute input.
 //! - **D / C**: conv1×1 → 16; 4 × ResBlk↓ (no norm, LReLU 0.2) to 32 … 256 at H/16; LReLU;
 //!   two unshared heads, each conv(H/16 × H/16, valid) 256 + LReLU + FC → 1 (D) or k (C).
+//!   `model.shared_trunk` off (not the paper) gives C a trunk of its own.
 //!
 //! Weights are Glorot-uniform and biases zero (TF-slim's defaults). M's reshape is
 //! channel-first here (TF reshapes channel-last); the FC's output is relabelled, which
@@ -66,6 +67,13 @@ pub struct BridgeModelConfig {
     /// what separates E(X_s, −d) + E(X_r, d) from E(X_s, 0) + E(X_r, 0): a shift alone cancels
     /// between ±d. A reconstruction, not the paper's network.
     pub att_film: bool,
+    /// Whether C shares D's trunk (the supplement's Fig. 3 and the code: true) or has a trunk
+    /// of its own, same layers, trained by the classification term alone. A diagnostic, not
+    /// the paper's network: on the emoji set C alone on the trunk reads 0.85–0.87 of the
+    /// test labels within 100–300 steps, shared with the WGAN-GP critic 0.75–0.80 (the
+    /// all-zeros floor is 0.75; docs/ATTRIBUTES.md), and G's classification term is only as
+    /// good as C.
+    pub shared_trunk: bool,
 }
 
 impl Default for BridgeModelConfig {
@@ -78,6 +86,7 @@ impl Default for BridgeModelConfig {
             spade_hidden: 128,
             head_relu: true,
             att_film: false,
+            shared_trunk: true,
         }
     }
 }
@@ -525,24 +534,50 @@ impl StyleEncoder {
     }
 }
 
-/// D and C: one trunk, two unshared heads (Fig. 3).
+/// D's trunk: conv1×1 → d_ch; 4 × ResBlk↓ (no norm, LReLU 0.2); LReLU.
 #[derive(Debug)]
-pub struct DiscriminatorClassifier {
+struct Trunk {
     stem: nn::Conv2D,
     blocks: Vec<ResBlk>,
+}
+
+impl Trunk {
+    /// The trunk under `p`, and its output width.
+    fn new(p: &nn::Path, d_ch: i64) -> (Self, i64) {
+        let mut ch = d_ch;
+        let mut blocks = Vec::new();
+        for i in 0..4 {
+            let b = block(ch, 2 * ch, BlockNorm::None, Act::Lrelu, Resample::Down);
+            blocks.push(ResBlk::new(p / format!("block{i}"), b));
+            ch *= 2;
+        }
+        let stem = conv(p / "stem", 3, d_ch, 1, false);
+        (Self { stem, blocks }, ch)
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let mut z = self.stem.forward(x);
+        for b in &self.blocks {
+            z = b.forward(&z, None);
+        }
+        LeakyRelu::new(0.2).forward(&z)
+    }
+}
+
+/// D and C: one trunk, two unshared heads (Fig. 3); with `model.shared_trunk` off, C has a
+/// trunk of its own (under `c_trunk/`).
+#[derive(Debug)]
+pub struct DiscriminatorClassifier {
+    trunk: Trunk,
+    c_trunk: Option<Trunk>,
     heads: [(nn::Conv2D, nn::Linear); 2],
 }
 
 impl DiscriminatorClassifier {
     /// D/C under `p` for `n_att` attributes and `size` px images.
     pub fn new(p: nn::Path, c: &BridgeModelConfig, n_att: i64, size: i64) -> Self {
-        let mut ch = c.d_ch;
-        let mut blocks = Vec::new();
-        for i in 0..4 {
-            let b = block(ch, 2 * ch, BlockNorm::None, Act::Lrelu, Resample::Down);
-            blocks.push(ResBlk::new(&p / format!("block{i}"), b));
-            ch *= 2;
-        }
+        let (trunk, ch) = Trunk::new(&p, c.d_ch);
+        let c_trunk = (!c.shared_trunk).then(|| Trunk::new(&(&p / "c_trunk"), c.d_ch).0);
         let k = size / 16;
         let head = |name: &str, out: i64| {
             (
@@ -551,22 +586,33 @@ impl DiscriminatorClassifier {
             )
         };
         Self {
-            stem: conv(&p / "stem", 3, c.d_ch, 1, false),
-            blocks,
+            trunk,
+            c_trunk,
             heads: [head("adv", 1), head("cls", n_att)],
         }
     }
 
+    fn head(&self, i: usize, z: &Tensor) -> Tensor {
+        let (c, f) = &self.heads[i];
+        f.forward(&LeakyRelu::new(0.2).forward(&c.forward(z)).flatten(1, -1))
+    }
+
+    /// D(x) [n] alone (the gradient penalty's critic).
+    pub fn critic(&self, x: &Tensor) -> Tensor {
+        self.head(0, &self.trunk.forward(x)).view([-1])
+    }
+
+    /// C(x) attribute logits [n, k] alone.
+    pub fn classify(&self, x: &Tensor) -> Tensor {
+        let t = self.c_trunk.as_ref().unwrap_or(&self.trunk);
+        self.head(1, &t.forward(x))
+    }
+
     /// (D(x) [n], C(x) attribute logits [n, k]).
     pub fn forward(&self, x: &Tensor) -> (Tensor, Tensor) {
-        let mut z = self.stem.forward(x);
-        for b in &self.blocks {
-            z = b.forward(&z, None);
-        }
-        let z = LeakyRelu::new(0.2).forward(&z);
-        let head = |(c, f): &(nn::Conv2D, nn::Linear)| {
-            f.forward(&LeakyRelu::new(0.2).forward(&c.forward(&z)).flatten(1, -1))
-        };
-        (head(&self.heads[0]).view([-1]), head(&self.heads[1]))
+        let z = self.trunk.forward(x);
+        let zc = self.c_trunk.as_ref().map(|t| t.forward(x));
+        let cls = self.head(1, zc.as_ref().unwrap_or(&z));
+        (self.head(0, &z).view([-1]), cls)
     }
 }

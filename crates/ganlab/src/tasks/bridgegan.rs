@@ -309,7 +309,7 @@ impl BridgeGan {
     fn c_step(&mut self) -> Result<Scalars> {
         let c = &self.cfg.bridgegan;
         let b = self.data.batch(self.cfg.run.batch_size)?;
-        let (_, cls) = self.nets.dc.forward(&b.x);
+        let cls = self.nets.dc.classify(&b.x);
         let d_cls = bce_logits(&cls, &b.y_s) * c.d_cls_weight;
         let opt = self.groups.get_mut("d").opt_mut();
         opt.zero_grad();
@@ -335,7 +335,7 @@ impl BridgeGan {
         let eps = Tensor::rand([3 * m], (Kind::Float, self.device));
         let dc = &self.nets.dc;
         let gp = gradient_penalty(
-            &|x| dc.forward(x).0,
+            &|x| dc.critic(x),
             &b.x.repeat([3, 1, 1, 1]),
             &fakes,
             &eps,
@@ -593,7 +593,7 @@ impl AttributeModel for BridgeGan {
 
     fn logits(&self, x: &Tensor) -> Tensor {
         let _guard = tch::no_grad_guard();
-        self.nets.dc.forward(x).1
+        self.nets.dc.classify(x)
     }
 
     fn eval_samples(&self) -> i64 {

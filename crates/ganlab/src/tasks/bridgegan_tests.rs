@@ -274,6 +274,61 @@ fn att_film_modulates_the_heads_by_the_attributes() {
     assert_eq!((film(&vs), film(&off)), (4, 0));
 }
 
+/// `model.shared_trunk = false`: C has a trunk of its own, with the same parameter shapes as
+/// D's, under `c_trunk/`; changing D's trunk moves D and not C, changing C's moves C and not D
+/// (exact: the two read disjoint weights).
+#[test]
+fn a_separate_trunk_splits_c_from_the_critic() {
+    let _rng = crate::test_rng_lock();
+    tch::manual_seed(3);
+    let c = BridgeModelConfig {
+        d_ch: 4,
+        shared_trunk: false,
+        ..BridgeModelConfig::default()
+    };
+    let vs = nn::VarStore::new(Device::Cpu);
+    let dc = DiscriminatorClassifier::new(vs.root() / "d", &c, 3, 32);
+    let vars = vs.variables();
+    let shapes = |pre: &str| {
+        let mut v: Vec<(String, Vec<i64>)> = vars
+            .iter()
+            .filter(|(k, _)| k.starts_with(pre) && !k.contains("c_trunk"))
+            .filter(|(k, _)| k.contains("stem") || k.contains("block"))
+            .map(|(k, t)| (k.trim_start_matches(pre).to_string(), t.size()))
+            .collect();
+        v.sort();
+        v
+    };
+    let own: Vec<(String, Vec<i64>)> = {
+        let mut v: Vec<_> = vars
+            .iter()
+            .filter(|(k, _)| k.starts_with("d.c_trunk."))
+            .map(|(k, t)| (k.trim_start_matches("d.c_trunk.").to_string(), t.size()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(own, shapes("d."));
+    assert!(!own.is_empty());
+    let x = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let (d0, c0) = dc.forward(&x);
+    assert_eq!(d0, dc.critic(&x));
+    assert_eq!(c0, dc.classify(&x));
+    let bump = |name: &str| {
+        let _g = tch::no_grad_guard();
+        let mut t = vars[name].shallow_clone();
+        let _ = t.g_add_scalar_(0.5);
+    };
+    bump("d.stem.weight");
+    let (d1, c1) = dc.forward(&x);
+    assert_ne!(d1, d0);
+    assert_eq!(c1, c0);
+    bump("d.c_trunk.stem.weight");
+    let (d2, c2) = dc.forward(&x);
+    assert_eq!(d2, d1);
+    assert_ne!(c2, c1);
+}
+
 /// StarGAN's networks equal the official code's (yunjey/stargan `model.py`, rewritten in
 /// tests/fixtures/bridgegan_reference.py; exact): at the paper's CelebA setting with 14
 /// attributes (G 8,458,752, D 44,835,776) and at configs/stargan-emoji.toml's (G 2,122,816,
@@ -370,6 +425,7 @@ pub(crate) fn tiny(data: &AttributeDataConfig, steps: u64) -> TrainConfig {
         spade_hidden: 4,
         head_relu: true,
         att_film: false,
+        shared_trunk: true,
     };
     cfg.validate().unwrap();
     cfg

@@ -13,7 +13,7 @@
 //!   a = ReLU(conv3(s → 128)), γ = conv3(a → C), β = conv3(a → C); out = x̂·(1 + γ) + β. Each
 //!   SPADE block has two (one per norm), each with its own convs.
 //! - **G** (ReLU): conv1×1 → 32; 3 ResBlk↓ IN to 64, 128, 256; ResBlk IN; ResBlk SPADE;
-//!   3 ResBlk↑ SPADE to 128, 64, 32; ReLU; conv1×1 → 3; tanh.
+//!   3 ResBlk↑ SPADE to 128, 64, 32; ReLU; conv1×1 → 3; tanh (`model.g_down` sets the 3).
 //! - **M**: FC(R ‖ att_diff → 4·4·2c) reshaped to 2c × 4 × 4; ResBlk↑ (IN, ReLU) to c, as
 //!   many as reach the style side (4 at 128 px); ReLU; conv1×1 c; IN; ReLU.
 //! - **E**: conv1×1(X ‖ tiled att → c/2); ResBlk↓ (IN, ReLU) to c; 3 × ResBlk c; ReLU;
@@ -39,8 +39,12 @@ use crate::nn::LeakyRelu;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BridgeModelConfig {
-    /// G's first width (code `ch_gen`: 32); doubled by each of its 3 down-samplings.
+    /// G's first width (code `ch_gen`: 32); doubled by each of its down-samplings.
     pub g_ch: i64,
+    /// G's down-sampling blocks, and as many SPADE up-sampling blocks (the paper: 3, which
+    /// leaves a 16 × 16 bottleneck at 128 px, 8 × 8 at 64, 4 × 4 at 32). Fewer keep the
+    /// bottleneck's side at small image sizes (2 at 32 px: 8 × 8); not the paper's network.
+    pub g_down: i64,
     /// Channels of the style maps (code: 2·`ch_enc` = 32); E starts at half of it.
     pub style_ch: i64,
     /// Length of the noise vector R (code `dim_noise`: 16).
@@ -80,6 +84,7 @@ impl Default for BridgeModelConfig {
     fn default() -> Self {
         Self {
             g_ch: 32,
+            g_down: 3,
             style_ch: 32,
             noise_dim: 16,
             d_ch: 16,
@@ -121,6 +126,16 @@ impl BridgeModelConfig {
             return Err(GanError::config(
                 prefix.to_string(),
                 format!("needs an image side that is a power of 2 from 32, got {size}"),
+            ));
+        }
+        let max_down = size.trailing_zeros() as i64 - 2;
+        if !(1..=max_down).contains(&self.g_down) {
+            return Err(GanError::config(
+                format!("{prefix}.g_down"),
+                format!(
+                    "must be in [1, {max_down}] at {size} px (a bottleneck of at least 4 × 4), got {}",
+                    self.g_down
+                ),
             ));
         }
         Ok(())
@@ -370,13 +385,13 @@ impl BridgeGenerator {
     pub fn new(p: nn::Path, c: &BridgeModelConfig) -> Self {
         let mut ch = c.g_ch;
         let mut specs = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..c.g_down {
             specs.push(block(ch, 2 * ch, BlockNorm::In, Act::Relu, Resample::Down));
             ch *= 2;
         }
         specs.push(block(ch, ch, BlockNorm::In, Act::Relu, Resample::Keep));
         specs.push(block(ch, ch, BlockNorm::Spade, Act::Relu, Resample::Keep));
-        for _ in 0..3 {
+        for _ in 0..c.g_down {
             specs.push(block(ch, ch / 2, BlockNorm::Spade, Act::Relu, Resample::Up));
             ch /= 2;
         }

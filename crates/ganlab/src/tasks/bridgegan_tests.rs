@@ -274,6 +274,49 @@ fn att_film_modulates_the_heads_by_the_attributes() {
     assert_eq!((film(&vs), film(&off)), (4, 0));
 }
 
+/// `model.g_down`: G has that many down- and SPADE up-sampling blocks (2·g_down + 2 blocks),
+/// keeps the image shape, and its widest blocks are g_ch·2^g_down; out of [1, log2(size) − 2]
+/// the config is refused, naming the field.
+#[test]
+fn g_down_sets_the_depth_of_g() {
+    for (size, down) in [(32, 1), (32, 2), (64, 3)] {
+        let c = BridgeModelConfig {
+            g_ch: 4,
+            g_down: down,
+            style_ch: 4,
+            spade_hidden: 4,
+            ..BridgeModelConfig::default()
+        };
+        c.validate("bridgegan.model", size).unwrap();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let g = BridgeGenerator::new(vs.root() / "g", &c);
+        let vars = vs.variables();
+        let blocks: std::collections::BTreeSet<&str> = vars
+            .keys()
+            .filter_map(|k| k.split('.').nth(1))
+            .filter(|b| b.starts_with("block"))
+            .collect();
+        assert_eq!(
+            blocks.len() as i64,
+            2 * down + 2,
+            "{size} px, g_down {down}"
+        );
+        let widest = &vars[&format!("g.block{}.conv1.weight", down - 1)];
+        assert_eq!(widest.size()[0], 4 << down, "the last down block's width");
+        let x = Tensor::zeros([2, 3, size, size], (Kind::Float, Device::Cpu));
+        let s = Tensor::zeros([2, 4, size / 2, size / 2], (Kind::Float, Device::Cpu));
+        assert_eq!(g.forward(&x, &s).size(), [2, 3, size, size]);
+    }
+    for (size, down) in [(32, 4), (32, 0), (64, 5)] {
+        let c = BridgeModelConfig {
+            g_down: down,
+            ..BridgeModelConfig::default()
+        };
+        let e = c.validate("bridgegan.model", size).unwrap_err().to_string();
+        assert!(e.contains("bridgegan.model.g_down"), "{e}");
+    }
+}
+
 /// `model.shared_trunk = false`: C has a trunk of its own, with the same parameter shapes as
 /// D's, under `c_trunk/`; changing D's trunk moves D and not C, changing C's moves C and not D
 /// (exact: the two read disjoint weights).
@@ -419,6 +462,7 @@ pub(crate) fn tiny(data: &AttributeDataConfig, steps: u64) -> TrainConfig {
     c.probes = 3;
     c.model = BridgeModelConfig {
         g_ch: 4,
+        g_down: 3,
         style_ch: 4,
         noise_dim: 3,
         d_ch: 4,

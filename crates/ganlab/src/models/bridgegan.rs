@@ -625,9 +625,17 @@ impl DiscriminatorClassifier {
 
     /// (D(x) [n], C(x) attribute logits [n, k]).
     pub fn forward(&self, x: &Tensor) -> (Tensor, Tensor) {
+        self.forward_split(x, x.size()[0])
+    }
+
+    /// (D(x) [n], C(x[..m]) [m, k]): the critic on every row, the classifier on the first `m`
+    /// alone (D's step classifies the reals only, so a trunk of C's own never runs on fakes).
+    pub fn forward_split(&self, x: &Tensor, m: i64) -> (Tensor, Tensor) {
         let z = self.trunk.forward(x);
-        let zc = self.c_trunk.as_ref().map(|t| t.forward(x));
-        let cls = self.head(1, zc.as_ref().unwrap_or(&z));
+        let cls = match &self.c_trunk {
+            Some(t) => self.head(1, &t.forward(&x.narrow(0, 0, m))),
+            None => self.head(1, &z.narrow(0, 0, m)),
+        };
         (self.head(0, &z).view([-1]), cls)
     }
 }

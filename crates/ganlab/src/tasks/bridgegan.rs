@@ -330,7 +330,10 @@ impl BridgeGan {
                 .forward(&x3, &Tensor::cat(&[s_rand, s_ref, s_int], 0))
         };
         let m = b.x.size()[0];
-        let (adv, cls) = self.nets.dc.forward(&Tensor::cat(&[&b.x, &fakes], 0));
+        let (adv, cls) = self
+            .nets
+            .dc
+            .forward_split(&Tensor::cat(&[&b.x, &fakes], 0), m);
         let wd = adv.narrow(0, 0, m).mean(Kind::Float) - adv.narrow(0, m, 3 * m).mean(Kind::Float);
         let eps = Tensor::rand([3 * m], (Kind::Float, self.device));
         let dc = &self.nets.dc;
@@ -341,7 +344,7 @@ impl BridgeGan {
             &eps,
             c.gp_weight,
         );
-        let d_cls = bce_logits(&cls.narrow(0, 0, m), &b.y_s) * c.d_cls_weight;
+        let d_cls = bce_logits(&cls, &b.y_s) * c.d_cls_weight;
         let loss = (-&wd + &gp) * c.adv_weight + &d_cls;
         let opt = self.groups.get_mut("d").opt_mut();
         opt.zero_grad();

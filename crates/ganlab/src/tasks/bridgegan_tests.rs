@@ -154,6 +154,7 @@ fn networks_match_the_official_code() {
             ("d", dc.forward(&x).0.size()),
         ];
         assert_eq!(dc.forward(&x).1.size(), [2, k]);
+        assert_eq!(dc.forward_split(&x, 1).1.size(), [1, k]);
         for (net, shape) in outs {
             let w = &want[key][net];
             let (n, shapes) = summary(&vs, &format!("{net}."));
@@ -357,6 +358,9 @@ fn a_separate_trunk_splits_c_from_the_critic() {
     let (d0, c0) = dc.forward(&x);
     assert_eq!(d0, dc.critic(&x));
     assert_eq!(c0, dc.classify(&x));
+    let (d_split, c_split) = dc.forward_split(&x, 1);
+    assert_eq!(d_split, d0);
+    assert_eq!(c_split, dc.classify(&x.narrow(0, 0, 1)));
     let bump = |name: &str| {
         let _g = tch::no_grad_guard();
         let mut t = vars[name].shallow_clone();

@@ -23,9 +23,11 @@ pub mod config;
 pub mod log;
 pub mod networks;
 pub mod optim;
+mod overrides;
 
 #[cfg(test)]
 pub(crate) mod tests;
+mod validate;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

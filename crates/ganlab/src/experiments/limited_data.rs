@@ -16,6 +16,10 @@
 //! (same sample count, cached in `fid-step-N.json`; `run.keep_checkpoints` is raised so that
 //! they are kept), for FID over training: where a vanilla run starts to degrade.
 //!
+//! Every scored checkpoint also gets D's overfitting probe ([`crate::metrics::overfit`]): D's
+//! mean output on (up to) 1,000 of its training images, 1,000 test images and 1,000 samples,
+//! and StyleGAN2-ADA's r_v — memorisation seen directly, where D(real)/D(fake) only suggest it.
+//!
 //! `--set experiment.subsets=[200,1000]` (`[]`: none), `--set experiment.fid_samples=2000`,
 //! `--set experiment.table8=false` (or a list such as `[projected]`) and `--set
 //! experiment.methods=[diffusion]` (one arm of each pair: a diffusion preset ablated into a new
@@ -32,6 +36,7 @@ use crate::error::{GanError, IoContext, Result};
 use crate::io::write_atomic;
 use crate::metrics::extractors::{extract_all, FeatureExtractor};
 use crate::metrics::features::{frechet_distance, FeatureStats};
+use crate::metrics::overfit::{d_overfit, DOverfit};
 use crate::report::{d_outputs_curve, Report};
 use crate::train::log::LogRow;
 use crate::train::TrainConfig;
@@ -79,6 +84,9 @@ pub struct Row {
     /// (step, FID) of the checkpoints of `experiment.fid_steps`.
     #[serde(default)]
     pub fid_at: Vec<(u64, f64)>,
+    /// (step, D's overfitting probe) at each scored checkpoint, the final step last.
+    #[serde(default)]
+    pub d_probe: Vec<(u64, DOverfit)>,
     /// Mean sigmoid D score on real (clean or diffused) samples over the last quarter of
     /// the logged steps; and on fakes.
     pub d_real: f64,
@@ -302,6 +310,33 @@ fn real_stats(cfg: &TrainConfig, ex: &dyn FeatureExtractor, out: &Path) -> Resul
     Ok(stats)
 }
 
+/// Images of each kind the overfitting probe scores (fewer training images when the subset
+/// is smaller).
+const PROBE_IMAGES: i64 = 1000;
+
+/// The probe's training images (the first of the run's subset) and held-out images (the
+/// first of the test split).
+fn probe_sets(cfg: &TrainConfig) -> Result<(Tensor, Tensor)> {
+    let dir = &cfg.data.idx.dir;
+    let train = crate::tasks::gan::first_images(
+        crate::data::load_image_set(dir, cfg.data.idx.split()?)?,
+        cfg.data.idx.max_images,
+    )?
+    .images;
+    let held = crate::data::load_image_set(dir, crate::data::Split::Test)?.images;
+    let first = |x: Tensor| {
+        let n = x.size()[0].min(PROBE_IMAGES);
+        x.narrow(0, 0, n)
+    };
+    Ok((first(train), first(held)))
+}
+
+/// D's overfitting probe of the run in `dir` at its kept checkpoint of `step` (None: newest).
+fn probe(dir: &Path, step: Option<u64>, sets: &(Tensor, Tensor)) -> Result<DOverfit> {
+    let run = crate::run::Run::open_at(dir, step)?;
+    d_overfit(run.generative()?, &sets.0, &sets.1, PROBE_IMAGES, 0x0BE5)
+}
+
 /// FID of `n` samples of the run in `dir` (at its kept checkpoint of `step`; None: the
 /// newest) against `real`, cached in `dir/fid.json` (`fid-step-N.json`).
 fn score(
@@ -379,6 +414,12 @@ pub fn run(
                     fid_at.push((s, score(&dir, Some(s), plan.fid_samples, ex, real)?));
                 }
             }
+            let sets = probe_sets(&cfg)?;
+            let mut d_probe = Vec::new();
+            for &s in &plan.fid_steps {
+                d_probe.push((s, probe(&dir, Some(s), &sets)?));
+            }
+            d_probe.push((cfg.run.steps, probe(&dir, None, &sets)?));
             if seed == seeds[0] {
                 let n = images_label(arm.images);
                 curves.push(d_outputs_curve(
@@ -394,6 +435,7 @@ pub fn run(
                 fid,
                 fid_samples: plan.fid_samples,
                 fid_at,
+                d_probe,
                 d_real: mean("d_real"),
                 d_fake: mean("d_fake"),
                 final_t: summary["final_T"].as_f64().unwrap_or(0.0),
@@ -463,7 +505,36 @@ pub fn markdown(rows: &[Row]) -> String {
         s += "\n| family | images | vanilla FID | diffusion FID | difference |\n|---|---|---|---|---|\n";
         s += &summary;
     }
-    s + &over_training(rows)
+    s + &over_training(rows) + &probe_table(rows)
+}
+
+/// D's overfitting probe at every scored checkpoint, one row per (run, step).
+fn probe_table(rows: &[Row]) -> String {
+    if rows.iter().all(|r| r.d_probe.is_empty()) {
+        return String::new();
+    }
+    let mut s = String::from(
+        "\nD on its training images, held-out test images and samples (clean, t = 0; r_v = \
+         (D_train − D_held) / (D_train − D_fake) on raw outputs)\n\n\
+         | family | images | method | seed | step | D(train) | D(held-out) | D(fake) | r_v |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        for (step, p) in &r.d_probe {
+            s += &format!(
+                "| {} | {} | {} | {} | {step} | {:.3} | {:.3} | {:.3} | {:.2} |\n",
+                r.family,
+                images_label(r.images),
+                r.method,
+                r.seed,
+                p.d_train,
+                p.d_held,
+                p.d_fake,
+                p.r_v
+            );
+        }
+    }
+    s
 }
 
 /// FID at the scored earlier steps and at the end, one row per run (empty without

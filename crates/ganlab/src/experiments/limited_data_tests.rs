@@ -16,6 +16,7 @@ fn summary_only_for_scored_pairs() {
         fid: Some(fid),
         fid_samples: 5000,
         fid_at: vec![],
+        d_probe: vec![],
         d_real: 0.9,
         d_fake: 0.1,
         final_t: 0.0,
@@ -163,8 +164,24 @@ fn plan_and_tiny_run() {
     assert!(rows
         .iter()
         .all(|r| r.fid_at.len() == 1 && r.fid_at[0].0 == 2 && r.fid_at[0].1.is_finite()));
+    // The probe at step 2 and at the end: the 8 training images (all of the subset), 16
+    // held-out (the whole synthetic test split), 1,000 samples; σ scores in (0, 1).
+    for r in &rows {
+        let steps: Vec<u64> = r.d_probe.iter().map(|(s, _)| *s).collect();
+        assert_eq!(steps, [2, 4]);
+        for (_, q) in &r.d_probe {
+            assert_eq!((q.n_train, q.n_held, q.n_fake), (8, 16, 1000));
+            for v in [q.d_train, q.d_held, q.d_fake] {
+                assert!(v > 0.0 && v < 1.0, "{q:?}");
+            }
+        }
+    }
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
     assert!(md.contains("| seed | step 2 | final |"), "{md}");
+    assert!(
+        md.contains("| D(train) | D(held-out) | D(fake) | r_v |"),
+        "{md}"
+    );
     for f in ["results.md", "results.json", "curves.svg", "report.html"] {
         assert!(out.join(f).is_file(), "{f}");
     }

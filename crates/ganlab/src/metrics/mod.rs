@@ -3,6 +3,7 @@
 pub mod eval;
 pub mod extractors;
 pub mod features;
+pub mod overfit;
 pub mod retrieval;
 pub mod toy;
 

@@ -187,7 +187,10 @@ mod tests {
         ] {
             assert!((got - want).abs() < 1e-6, "{p:?}");
         }
-        let cond = Mean { classes: 3, ..m };
+        let cond = Mean {
+            classes: 3,
+            ..m_default()
+        };
         let e = d_overfit(&cond, &train, &held, 30, 0).unwrap_err();
         assert!(e.to_string().contains("unconditional"), "{e}");
         let empty = held.narrow(0, 0, 0);

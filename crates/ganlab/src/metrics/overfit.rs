@@ -12,7 +12,9 @@
 //! D's BatchNorm runs on batch statistics, and training scores real and fake batches
 //! separately at that size, so each chunk sees the statistics it would in training. Unlike
 //! Diffusion-GAN's r_d (the sign of D on the reals it trains on, eq. 5), this needs data D
-//! never saw, so it is a diagnostic of finished runs, not a controller input.
+//! never saw, so it is a diagnostic of finished runs, not a controller input. The fakes are
+//! samples of the generator as the run opens (EMA weights where kept), which lags the G that D
+//! trained against: D_fake is then lower than in training, while D_train − D_held is unaffected.
 
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};

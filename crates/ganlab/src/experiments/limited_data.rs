@@ -324,9 +324,10 @@ fn probe_sets(cfg: &TrainConfig) -> Result<(Tensor, Tensor)> {
     )?
     .images;
     let held = crate::data::load_image_set(dir, crate::data::Split::Test)?.images;
+    // A copy, so that the whole loaded split is not kept alive by a view while the arm trains.
     let first = |x: Tensor| {
         let n = x.size()[0].min(PROBE_IMAGES);
-        x.narrow(0, 0, n)
+        x.narrow(0, 0, n).copy()
     };
     Ok((first(train), first(held)))
 }
@@ -396,6 +397,8 @@ pub fn run(
     };
     let (mut rows, mut curves) = (Vec::new(), Vec::new());
     for arm in &plan.arms {
+        // The probe's images depend on the arm's data only, not on the seed.
+        let sets = probe_sets(&arm.cfg)?;
         for &seed in seeds {
             let mut cfg = arm.cfg.clone();
             cfg.run.seed = seed;
@@ -414,7 +417,6 @@ pub fn run(
                     fid_at.push((s, score(&dir, Some(s), plan.fid_samples, ex, real)?));
                 }
             }
-            let sets = probe_sets(&cfg)?;
             let mut d_probe = Vec::new();
             for &s in &plan.fid_steps {
                 d_probe.push((s, probe(&dir, Some(s), &sets)?));

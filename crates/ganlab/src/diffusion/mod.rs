@@ -750,6 +750,7 @@ mod tests {
 
     #[test]
     fn disabled_is_identity_and_validation_names_fields() {
+        let _rng = crate::test_rng_lock();
         let mut d = Diffusion::new(
             DiffusionConfig {
                 enabled: false,

@@ -454,6 +454,7 @@ mod tests {
     /// clamped data; a [−1, 1] file within rounding loads.
     #[test]
     fn bad_eval_inputs_are_clear_errors() {
+        let _rng = crate::test_rng_lock();
         let dir = std::env::temp_dir().join(format!("ganlab-evalin-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let npy = |name: &str, t: &Tensor| {

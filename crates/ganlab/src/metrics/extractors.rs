@@ -387,6 +387,7 @@ mod tests {
     /// The ccexam CNN's features and logits against PyTorch's (< 1e-4 relative).
     #[test]
     fn mnist_cnn_matches_pytorch() {
+        let _rng = crate::test_rng_lock();
         let Some(p) = weights("ccexam/mnist_cnn.safetensors") else {
             return;
         };

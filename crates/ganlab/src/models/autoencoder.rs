@@ -281,6 +281,7 @@ mod tests {
 
     #[test]
     fn shapes_and_validation() {
+        let _rng = crate::test_rng_lock();
         let cfg = AutoencoderConfig::default();
         cfg.validate("ae", 64).unwrap();
         assert_eq!(cfg.latent_shape(64), [4, 8, 8]);
@@ -308,6 +309,7 @@ mod tests {
 
     #[test]
     fn resblock_time_embedding_changes_output() {
+        let _rng = crate::test_rng_lock();
         let vs = nn::VarStore::new(Device::Cpu);
         let b = ResBlock::new(vs.root(), 8, 16, 12);
         let x = Tensor::randn([2, 8, 4, 4], (Kind::Float, Device::Cpu));

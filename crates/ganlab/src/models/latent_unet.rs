@@ -190,6 +190,7 @@ mod tests {
 
     #[test]
     fn shapes_and_t_dependence() {
+        let _rng = crate::test_rng_lock();
         let cfg = LatentUnetConfig::default();
         cfg.validate("u", 8).unwrap();
         assert!(cfg

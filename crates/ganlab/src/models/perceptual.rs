@@ -478,6 +478,7 @@ mod tests {
 
     #[test]
     fn vgg19_from_torchvision_layout_matches_pytorch() {
+        let _rng = crate::test_rng_lock();
         // A narrow VGG-19 (widths /32) with random weights, saved by torch.save in
         // torchvision's state-dict layout.
         let path = repo().join("tests/fixtures/vgg19_narrow.pth");

@@ -116,6 +116,7 @@ mod tests {
     /// GP = λ(‖a‖ − 1)².
     #[test]
     fn penalties_of_a_linear_critic() {
+        let _rng = crate::test_rng_lock();
         let opts = (Kind::Double, Device::Cpu);
         let a = Tensor::from_slice(&[3.0f64, 4.0]);
         let d = |x: &Tensor| x.matmul(&a);

@@ -203,6 +203,7 @@ fn autoencoder_then_ddpm_train_resume_and_sample() {
 /// (1,741,831) and U-Net (902,852), and the default U-Net (3,595,652).
 #[test]
 fn networks_match_the_pytorch_definitions() {
+    let _rng = crate::test_rng_lock();
     let want: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(fixtures().join("ladiffgan_reference.json")).unwrap(),
     )

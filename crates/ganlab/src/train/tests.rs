@@ -337,6 +337,7 @@ fn run_directories_are_locked_and_stale_temporaries_removed() {
 
 #[test]
 fn existing_run_dir_is_not_overwritten() {
+    let _rng = crate::test_rng_lock();
     let dir = tmp("exists");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("notes.txt"), "mine").unwrap();

@@ -6,8 +6,86 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context};
+use clap::Args;
 use ganlab::bench::{self, Measurement, Protocol};
+use ganlab::error::GanError;
 use serde_json::json;
+
+/// Arguments of `ganlab bench`.
+#[derive(Args, Debug)]
+pub(crate) struct BenchArgs {
+    /// Comma-separated workloads (default: all; an unknown name lists them;
+    /// inception_features needs scripts/fetch-data inception).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Untimed calls before timing (default: per workload).
+    #[arg(long)]
+    pub warmup: Option<usize>,
+    /// Calls per timed block (default: per workload, about a second each).
+    #[arg(long)]
+    pub iters: Option<usize>,
+    /// Timed blocks per process; the table shows the median over all blocks.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Rounds: each runs every workload once in ganlab and once in PyTorch, alternating.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// libtorch intra-op threads on both sides (0: libtorch's default).
+    #[arg(long, default_value_t = 0)]
+    pub threads: i64,
+    /// Python with torch for the reference side (scripts/bench passes the set-up venv's).
+    #[arg(long)]
+    pub python: Option<PathBuf>,
+    /// The PyTorch reference script.
+    #[arg(long, default_value = "bench/pytorch_ref.py")]
+    pub reference: PathBuf,
+    /// Also write the table as JSON here (must not exist).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Internal: run one workload in this process and print its measurement.
+    #[arg(long, hide = true)]
+    pub worker: Option<String>,
+}
+
+/// Runs `ganlab bench`: checks the workload names, then times them (or, with `--worker`,
+/// one workload in this process).
+pub(crate) fn command(b: BenchArgs) -> anyhow::Result<()> {
+    let workloads = if b.only.is_empty() {
+        ganlab::bench::WORKLOADS
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        b.only.clone()
+    };
+    for w in &workloads {
+        if !ganlab::bench::WORKLOADS.contains(&w.as_str()) {
+            return Err(GanError::config(
+                "--only",
+                format!(
+                    "unknown workload {w:?}; known: {}",
+                    ganlab::bench::WORKLOADS.join(", ")
+                ),
+            )
+            .into());
+        }
+    }
+    let o = BenchOptions {
+        workloads,
+        warmup: b.warmup,
+        iters: b.iters,
+        repeats: b.repeats.max(1),
+        rounds: b.rounds.max(1),
+        threads: b.threads,
+        python: b.python,
+        reference: b.reference,
+        json: b.json,
+    };
+    match &b.worker {
+        Some(w) => worker(w, &o),
+        None => run(&o),
+    }
+}
 
 /// Options of `ganlab bench`.
 pub struct BenchOptions {

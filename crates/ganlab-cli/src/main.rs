@@ -9,12 +9,12 @@ mod data_cmd;
 mod digits_cmd;
 mod dist_cmd;
 mod edit_cmd;
+mod experiment_cmd;
+mod sample_cmd;
 mod translate_cmd;
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use ganlab::error::GanError;
-use ganlab::experiments::{gaussians25, js_toy};
 use ganlab::progress::{Progress, ProgressBar, Silent};
 use ganlab::run::Run;
 use ganlab::train::{TrainConfig, Trainer};
@@ -67,55 +67,17 @@ enum Command {
     Translate(translate_cmd::TranslateArgs),
     /// Draw samples from a trained run: samples.npy, plus a scatter plot (2-D) or PNGs in
     /// images/ and grid.png (images).
-    Sample {
-        /// Run directory.
-        #[arg(long)]
-        run: PathBuf,
-        /// Number of samples.
-        #[arg(long, default_value_t = 2500)]
-        n: i64,
-        /// Output directory (created; must be new or empty).
-        #[arg(long)]
-        out: PathBuf,
-        /// Seed of the latent codes.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Class-conditional runs: all samples of this class (default: classes in turn).
-        #[arg(long)]
-        class: Option<i64>,
-        /// Text-to-image runs (gan_int_cls): all samples of this caption.
-        #[arg(long, conflicts_with = "class")]
-        text: Option<String>,
-    },
+    Sample(sample_cmd::SampleArgs),
     /// Walk the latent space of a run: ROWS paths of STEPS codes between random endpoints
     /// (slerp): interpolation.png (one path per row) or interpolation.svg (2-D), and .npy.
-    Interpolate {
-        /// Run directory.
-        #[arg(long)]
-        run: PathBuf,
-        /// Output directory (created; must be new or empty).
-        #[arg(long)]
-        out: PathBuf,
-        /// Number of paths.
-        #[arg(long, default_value_t = 8)]
-        rows: i64,
-        /// Codes per path, endpoints included.
-        #[arg(long, default_value_t = 10)]
-        steps: i64,
-        /// Seed of the endpoints.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Straight lines instead of slerp.
-        #[arg(long)]
-        linear: bool,
-    },
+    Interpolate(sample_cmd::InterpolateArgs),
     /// Improve a trained run by moving latent codes (Wasserstein gradient flow with KRR or
     /// KDE estimates, DOT, DDLS): refined samples, latents, a before/after figure, summary.json.
     Refine(RefineArgs),
     /// Compare two image sets: FID, KID, IS, precision/recall, density/coverage (docs/METRICS.md).
     Eval(EvalArgs),
     /// Time workloads in ganlab and in PyTorch (bench/pytorch_ref.py) in one sitting.
-    Bench(BenchArgs),
+    Bench(bench_cmd::BenchArgs),
     /// Reproduce a seed claim: gaussians25 (Fig. 5), js-toy (Fig. 2), refine-gaussians25 and
     /// refine-mnist (latent refinement, all methods at equal budget), pix2pix-openmoji
     /// (pix2pix vs an L1-only U-Net on line art → colour), translation-emoji (CycleGAN,
@@ -130,32 +92,7 @@ enum Command {
     /// digits scored on the real test split; resumable), text2image-emoji (text encoder, then
     /// GAN-INT-CLS, StackGAN Stage-I and Stage-I+II on emoji captions: R-precision and FID;
     /// resumable).
-    Experiment {
-        /// Experiment name.
-        name: String,
-        /// A config instead of the built-in one: configs/gaussians25-diffusion.toml (a
-        /// training config) for gaussians25, configs/refine-*.toml for refine-*.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Data directory (default: $GANLAB_DATA, else ./data).
-        #[arg(long)]
-        data: Option<PathBuf>,
-        /// Output directory (default: runs/experiment-<name>). Must be new or empty, except
-        /// that ladiffgan-emoji, multi-attribute-emoji, limited-data, simgan-digits and
-        /// text2image-emoji resume their own.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        #[command(flatten)]
-        overrides: Overrides,
-        /// Seeds to run every arm at, e.g. 0,1,2 (gaussians25, translation-emoji,
-        /// ladiffgan-emoji, multi-attribute-emoji, limited-data, simgan-digits,
-        /// text2image-emoji; default: run.seed).
-        #[arg(long, value_delimiter = ',')]
-        seeds: Vec<u64>,
-        /// No progress bar.
-        #[arg(long)]
-        quiet: bool,
-    },
+    Experiment(experiment_cmd::ExperimentArgs),
 }
 
 /// Arguments of `ganlab refine` (defaults: docs/REFINE.md).
@@ -278,42 +215,6 @@ struct EvalArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
-}
-
-/// Arguments of `ganlab bench`.
-#[derive(Args, Debug)]
-struct BenchArgs {
-    /// Comma-separated workloads (default: all of mlp_gan, mlp_diffusion_gan, sample_mlp,
-    /// inception_features; the last needs scripts/fetch-data inception).
-    #[arg(long, value_delimiter = ',')]
-    only: Vec<String>,
-    /// Untimed calls before timing (default: per workload).
-    #[arg(long)]
-    warmup: Option<usize>,
-    /// Calls per timed block (default: per workload, about a second each).
-    #[arg(long)]
-    iters: Option<usize>,
-    /// Timed blocks per process; the table shows the median over all blocks.
-    #[arg(long, default_value_t = 3)]
-    repeats: usize,
-    /// Rounds: each runs every workload once in ganlab and once in PyTorch, alternating.
-    #[arg(long, default_value_t = 3)]
-    rounds: usize,
-    /// libtorch intra-op threads on both sides (0: libtorch's default).
-    #[arg(long, default_value_t = 0)]
-    threads: i64,
-    /// Python with torch for the reference side (scripts/bench passes the set-up venv's).
-    #[arg(long)]
-    python: Option<PathBuf>,
-    /// The PyTorch reference script.
-    #[arg(long, default_value = "bench/pytorch_ref.py")]
-    reference: PathBuf,
-    /// Also write the table as JSON here (must not exist).
-    #[arg(long)]
-    json: Option<PathBuf>,
-    /// Internal: run one workload in this process and print its measurement.
-    #[arg(long, hide = true)]
-    worker: Option<String>,
 }
 
 /// Config overrides shared by the commands that take a config.
@@ -490,452 +391,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let s = t.run(progress(quiet, "train").as_mut())?;
             train_summary(&dir, &s)
         }
-        Command::Sample {
-            run,
-            n,
-            out,
-            seed,
-            class,
-            text,
-        } => {
-            anyhow::ensure!(
-                (1..=10_000_000).contains(&n),
-                GanError::Input(format!("--n must be in [1, 10000000], got {n}"))
-            );
-            let r = Run::open(&run)?;
-            let x = match (text, class) {
-                (Some(caption), _) => {
-                    let t = r.task().text_to_image().ok_or_else(|| {
-                        GanError::config(
-                            "--text",
-                            format!("{} is not a text-to-image run", run.display()),
-                        )
-                    })?;
-                    t.sample_text(&vec![caption.as_str(); n as usize], seed)?
-                }
-                (None, Some(k)) => r.generative()?.sample_class(n, seed, k)?,
-                (None, None) => r.generative()?.sample(n, seed),
-            };
-            ganlab::io::create_output_dir(&out)?;
-            ganlab::report::npy::write_f32(&out.join("samples.npy"), &x)?;
-            if x.dim() == 2 && x.size()[1] == 2 {
-                let svg = ganlab::tasks::gan::scatter_svg(
-                    r.config(),
-                    &x,
-                    &format!("{} samples, step {}", n, r.step()),
-                )?;
-                std::fs::write(out.join("samples.svg"), svg)
-                    .with_context(|| format!("writing {}", out.display()))?;
-            } else if x.dim() == 4 {
-                // One PNG per sample in images/ (an image-folder SPEC for `ganlab eval`) and
-                // an 8-wide grid of the first 64.
-                let x = x.to_device(tch::Device::Cpu);
-                let images = out.join("images");
-                std::fs::create_dir_all(&images)
-                    .with_context(|| format!("creating {}", images.display()))?;
-                for i in 0..n {
-                    ganlab::data::write_png(&images.join(format!("{i:06}.png")), &x.get(i))?;
-                }
-                let g = ganlab::data::grid(&x.narrow(0, 0, n.min(64)), 8, 2)?;
-                ganlab::data::write_png(&out.join("grid.png"), &g)?;
-            }
-            println!(
-                "wrote {n} samples of {} (step {}) to {}",
-                run.display(),
-                r.step(),
-                out.display()
-            );
-            Ok(())
-        }
-        Command::Interpolate {
-            run,
-            out,
-            rows,
-            steps,
-            seed,
-            linear,
-        } => {
-            for (flag, v) in [("--rows", rows), ("--steps", steps)] {
-                anyhow::ensure!(
-                    (2..=1000).contains(&v),
-                    GanError::config(flag, format!("must be in [2, 1000], got {v}"))
-                );
-            }
-            let r = Run::open(&run)?;
-            let t = r.generative()?;
-            ganlab::io::create_output_dir(&out)?;
-            let ends = t.latent_codes(2 * rows, seed);
-            let paths: Vec<tch::Tensor> = (0..rows)
-                .map(|r| {
-                    ganlab::models::latent_path(
-                        &ends.get(2 * r),
-                        &ends.get(2 * r + 1),
-                        steps,
-                        !linear,
-                    )
-                })
-                .collect();
-            let x = t
-                .generate(&tch::Tensor::cat(&paths, 0), None)
-                .to_device(tch::Device::Cpu);
-            ganlab::report::npy::write_f32(&out.join("interpolation.npy"), &x)?;
-            if x.dim() == 4 {
-                let g = ganlab::data::grid(&x, steps, 2)?;
-                ganlab::data::write_png(&out.join("interpolation.png"), &g)?;
-            } else {
-                let svg = ganlab::tasks::gan::scatter_svg(
-                    r.config(),
-                    &x,
-                    &format!("{rows} latent paths of {steps} codes"),
-                )?;
-                std::fs::write(out.join("interpolation.svg"), svg)
-                    .with_context(|| format!("writing {}", out.display()))?;
-            }
-            println!("wrote {rows} paths of {steps} codes to {}", out.display());
-            Ok(())
-        }
+        Command::Sample(a) => sample_cmd::sample(a),
+        Command::Interpolate(a) => sample_cmd::interpolate(a),
         Command::Eval(a) => eval(a),
         Command::Describe(a) => translate_cmd::describe(a),
         Command::Translate(a) => translate_cmd::translate(a),
         Command::Rasterize(a) => data_cmd::run(a),
         Command::RenderDigits(a) => digits_cmd::run(a),
         Command::Refine(a) => refine(a),
-        Command::Bench(b) => {
-            let workloads = if b.only.is_empty() {
-                ganlab::bench::WORKLOADS
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect()
-            } else {
-                b.only.clone()
-            };
-            for w in &workloads {
-                if !ganlab::bench::WORKLOADS.contains(&w.as_str()) {
-                    return Err(GanError::config(
-                        "--only",
-                        format!(
-                            "unknown workload {w:?}; known: {}",
-                            ganlab::bench::WORKLOADS.join(", ")
-                        ),
-                    )
-                    .into());
-                }
-            }
-            let o = bench_cmd::BenchOptions {
-                workloads,
-                warmup: b.warmup,
-                iters: b.iters,
-                repeats: b.repeats.max(1),
-                rounds: b.rounds.max(1),
-                threads: b.threads,
-                python: b.python,
-                reference: b.reference,
-                json: b.json,
-            };
-            match &b.worker {
-                Some(w) => bench_cmd::worker(w, &o),
-                None => bench_cmd::run(&o),
-            }
-        }
-        Command::Experiment {
-            name,
-            config,
-            data,
-            out,
-            overrides,
-            seeds,
-            quiet,
-        } => {
-            let dir = out.unwrap_or_else(|| default_dir(&format!("experiment-{name}")));
-            anyhow::ensure!(
-                seeds.is_empty()
-                    || [
-                        "gaussians25",
-                        "translation-emoji",
-                        "ladiffgan-emoji",
-                        "multi-attribute-emoji",
-                        "limited-data",
-                        "simgan-digits",
-                        "text2image-emoji"
-                    ]
-                    .contains(&name.as_str()),
-                GanError::Input(format!(
-                    "--seeds applies to gaussians25, translation-emoji, ladiffgan-emoji, multi-attribute-emoji, limited-data, simgan-digits and text2image-emoji only, not {name}"
-                ))
-            );
-            if name.starts_with("refine-") {
-                use ganlab::experiments::refine::{self as exp, RefineExperiment};
-                let e = match &config {
-                    Some(p) => RefineExperiment::from_toml_str(
-                        &std::fs::read_to_string(p)
-                            .with_context(|| format!("reading {}", p.display()))?,
-                        &p.display().to_string(),
-                    )?,
-                    None => RefineExperiment::built_in(&name).ok_or_else(|| {
-                        GanError::Input(format!(
-                            "unknown experiment {name:?}; available: {}",
-                            ganlab::experiments::NAMES.join(", ")
-                        ))
-                    })??,
-                };
-                anyhow::ensure!(
-                    overrides.sets().is_empty(),
-                    GanError::Input(
-                        "refine experiments take steps and seed from their config (no --steps, --seed or --set)".into()
-                    )
-                );
-                let rows = exp::run(&e, &dir, &data_dir(data), quiet)?;
-                println!("{}", exp::table_markdown(&rows));
-                println!("results: {}", dir.join("results.md").display());
-                return Ok(());
-            }
-            match name.as_str() {
-                "gaussians25" => {
-                    let base = overrides.load(config.as_deref(), gaussians25::built_in)?;
-                    let seeds = if seeds.is_empty() {
-                        vec![base.run.seed]
-                    } else {
-                        seeds
-                    };
-                    ganlab::io::create_output_dir(&dir)?;
-                    let rows = gaussians25::run(&base, &seeds, &dir, !quiet)?;
-                    println!("{}", gaussians25::table_markdown(&rows));
-                    println!("figure: {}", dir.join("figure.svg").display());
-                    Ok(())
-                }
-                "pix2pix-openmoji" => {
-                    let base = overrides
-                        .load(config.as_deref(), ganlab::experiments::pix2pix::built_in)?;
-                    ganlab::io::create_output_dir(&dir)?;
-                    let rows =
-                        ganlab::experiments::pix2pix::run(&base, &dir, &data_dir(data), !quiet)?;
-                    println!("{}", ganlab::experiments::pix2pix::table_markdown(&rows));
-                    println!(
-                        "grid (input | L1 | pix2pix | target): {}",
-                        dir.join("grid.png").display()
-                    );
-                    Ok(())
-                }
-                "translation-emoji" => {
-                    use ganlab::experiments::translation as exp;
-                    anyhow::ensure!(
-                        config.is_none() && data.is_none(),
-                        GanError::Input(
-                            "translation-emoji takes its configs from configs/{cyclegan,ugatit}-emoji.toml; change them with --set (e.g. --set ugatit.data.dir=...)".into()
-                        )
-                    );
-                    let mut sets = overrides.set.clone();
-                    if let Some(s) = overrides.steps {
-                        sets.push(format!("run.steps={s}"));
-                    }
-                    let arms = exp::with_overrides(exp::built_in()?, &sets)?;
-                    let seeds = if seeds.is_empty() {
-                        vec![overrides.seed.unwrap_or(arms[0].1.run.seed)]
-                    } else {
-                        seeds
-                    };
-                    ganlab::io::create_output_dir(&dir)?;
-                    let rows = exp::run(&arms, &seeds, &dir, !quiet)?;
-                    println!("{}", exp::table_markdown(&rows));
-                    println!(
-                        "grids (input | CycleGAN | U-GAT-IT | U-GAT-IT + Diffusion-GAN): {}, {}",
-                        dir.join("grid_a2b.png").display(),
-                        dir.join("grid_b2a.png").display()
-                    );
-                    Ok(())
-                }
-                "ladiffgan-emoji" => {
-                    use ganlab::experiments::ladiffgan as exp;
-                    anyhow::ensure!(
-                        config.is_none() && data.is_none(),
-                        GanError::Input(
-                            "ladiffgan-emoji takes its configs from configs/{autoencoder,ddpm,ugatit,ladiffgan}-emoji.toml; change them with --set (e.g. --set ugatit.data.dir=..., --set pretrain.run.steps=...)".into()
-                        )
-                    );
-                    let mut sets = overrides.set.clone();
-                    if let Some(s) = overrides.steps {
-                        sets.push(format!("run.steps={s}"));
-                    }
-                    let plan = exp::plan(&dir, &sets)?;
-                    let seeds = if seeds.is_empty() {
-                        vec![overrides.seed.unwrap_or(plan.arms[0].1.run.seed)]
-                    } else {
-                        seeds
-                    };
-                    // An existing directory of this experiment is resumed, stage by stage.
-                    let (stages, rows) = exp::run(&plan, &seeds, &dir, !quiet)?;
-                    println!("{}", exp::markdown(&stages, &rows));
-                    println!(
-                        "grids (input | U-GAT-IT | + Diffusion-GAN | LaDiffGAN (a) | (b) | (a + b)): {}, {}",
-                        dir.join("grid_a2b.png").display(),
-                        dir.join("grid_b2a.png").display()
-                    );
-                    Ok(())
-                }
-                "multi-attribute-emoji" => {
-                    use ganlab::experiments::multi_attribute as exp;
-                    anyhow::ensure!(
-                        config.is_none(),
-                        GanError::Input(
-                            "multi-attribute-emoji takes its configs from configs/{attribute-classifier,stargan,bridgegan}-emoji.toml; change them with --set (e.g. --set run.steps=..., --set classifier.run.steps=...)".into()
-                        )
-                    );
-                    let mut sets = overrides.set.clone();
-                    if let Some(s) = overrides.steps {
-                        sets.push(format!("run.steps={s}"));
-                    }
-                    if let Some(d) = &data {
-                        sets.push(format!("data.dir={:?}", d.join("emoji-people")));
-                    }
-                    let plan = exp::plan(&sets)?;
-                    let seeds = if seeds.is_empty() {
-                        vec![overrides.seed.unwrap_or(plan.arms[0].1.run.seed)]
-                    } else {
-                        seeds
-                    };
-                    let (judge, rows) = exp::run(&plan, &seeds, &dir, !quiet)?;
-                    let names = &plan.arms[1].1.bridgegan.data.attributes;
-                    println!("{}", exp::markdown(names, &judge, &rows));
-                    println!("results: {}", dir.join("results.md").display());
-                    Ok(())
-                }
-                "limited-data" => {
-                    use ganlab::experiments::limited_data as exp;
-                    anyhow::ensure!(
-                        config.is_none(),
-                        GanError::Input(
-                            "limited-data takes its configs from configs/fashion-{dcgan,sngan}-diffusion.toml; change them with --set (e.g. --set run.steps=..., --set experiment.subsets=[200,1000])".into()
-                        )
-                    );
-                    let mut sets = overrides.set.clone();
-                    if let Some(s) = overrides.steps {
-                        sets.push(format!("run.steps={s}"));
-                    }
-                    let data = data_dir(data);
-                    sets.push(format!("data.idx.dir={:?}", data.join("fashion-mnist")));
-                    let plan = exp::plan(&sets)?;
-                    let seeds = if seeds.is_empty() {
-                        vec![overrides.seed.unwrap_or(plan.arms[0].cfg.run.seed)]
-                    } else {
-                        seeds
-                    };
-                    let device = ganlab::device::resolve_device(&plan.arms[0].cfg.run.device)?;
-                    let ex = ganlab::metrics::eval::ExtractorKind::Inception.load(&data, device)?;
-                    // An existing directory of this experiment is resumed, run by run.
-                    let rows = exp::run(&plan, &seeds, &dir, Some(ex.as_ref()), !quiet)?;
-                    println!("{}", exp::markdown(&rows));
-                    println!("curves: {}", dir.join("curves.svg").display());
-                    Ok(())
-                }
-                "simgan-digits" => {
-                    use ganlab::experiments::simgan_digits as exp;
-                    anyhow::ensure!(
-                        config.is_none(),
-                        GanError::Input(
-                            "simgan-digits takes its config from configs/simgan-digits.toml; change it with --set (e.g. --set run.steps=..., --set experiment.classifier_steps=...)".into()
-                        )
-                    );
-                    let mut sets = overrides.set.clone();
-                    if let Some(s) = overrides.steps {
-                        sets.push(format!("run.steps={s}"));
-                    }
-                    if let Some(d) = &data {
-                        sets.push(format!(
-                            "simgan.data.synthetic={:?}",
-                            d.join("synth-digits")
-                        ));
-                        sets.push(format!("simgan.data.real={:?}", d.join("mnist")));
-                    }
-                    let plan = exp::plan(&sets)?;
-                    let seeds = if seeds.is_empty() {
-                        vec![overrides.seed.unwrap_or(plan.simgan.run.seed)]
-                    } else {
-                        seeds
-                    };
-                    // An existing directory of this experiment is resumed.
-                    let rows = exp::run(&plan, &seeds, &dir, !quiet)?;
-                    println!("{}", exp::markdown(&rows));
-                    for s in &seeds {
-                        println!(
-                            "grid (synthetic | refined | real): {}",
-                            exp::grid_path(&dir, *s).display()
-                        );
-                    }
-                    Ok(())
-                }
-                "text2image-emoji" => {
-                    use ganlab::experiments::text2image as exp;
-                    anyhow::ensure!(
-                        config.is_none(),
-                        GanError::Input(
-                            "text2image-emoji takes its configs from configs/{text-encoder,gan-int-cls,stackgan-stage1,stackgan-stage2}-emoji.toml; change them with --set (encoder.KEY, stage1.KEY, stage2.KEY, gan_int_cls.*, stackgan.*, run.*)".into()
-                        )
-                    );
-                    let mut sets = overrides.set.clone();
-                    if let Some(s) = overrides.steps {
-                        sets.push(format!("run.steps={s}"));
-                    }
-                    let data = data_dir(data);
-                    let (images, captions) = (
-                        data.join("openmoji"),
-                        data.join("emoji-captions/captions.tsv"),
-                    );
-                    for section in ["encoder.text_encoder", "gan_int_cls", "stackgan"] {
-                        sets.push(format!("{section}.data.dir={images:?}"));
-                        sets.push(format!("{section}.data.captions={captions:?}"));
-                    }
-                    let plan = exp::plan(&sets)?;
-                    let seeds = if seeds.is_empty() {
-                        vec![overrides.seed.unwrap_or(plan.gan_int_cls.run.seed)]
-                    } else {
-                        seeds
-                    };
-                    let device = ganlab::device::resolve_device(&plan.gan_int_cls.run.device)?;
-                    let ex = ganlab::metrics::eval::ExtractorKind::Inception.load(&data, device)?;
-                    // An existing directory of this experiment is resumed, stage by stage.
-                    let (bound, rows) = exp::run(&plan, &seeds, &dir, Some(ex.as_ref()), !quiet)?;
-                    println!("{}", exp::markdown(bound, &rows));
-                    println!("grids and walks: samples.png and interpolation.png in each run directory under {}", dir.display());
-                    Ok(())
-                }
-                "js-toy" => {
-                    anyhow::ensure!(
-                        config.is_none(),
-                        GanError::Input("js-toy takes no --config".into())
-                    );
-                    ganlab::io::create_output_dir(&dir)?;
-                    let r = js_toy::run(&js_toy::JsToyConfig::default(), &dir)?;
-                    println!(
-                        "theta grid: {} points in [-1, 1]; integration error estimate {:.2e} nats",
-                        r.theta.len(),
-                        r.integration_error
-                    );
-                    for c in &r.curves {
-                        let at = |th: f64| {
-                            r.theta
-                                .iter()
-                                .position(|x| (*x - th).abs() < 1e-9)
-                                .map(|i| c.js[i])
-                                .unwrap_or(f64::NAN)
-                        };
-                        println!(
-                            "t = {:>4}: JS(θ=0.1) = {:.4}  JS(θ=0.5) = {:.4}  JS(θ=1) = {:.4}",
-                            c.t,
-                            at(0.1),
-                            at(0.5),
-                            at(1.0)
-                        );
-                    }
-                    println!("figure: {}", dir.join("js_toy.svg").display());
-                    Ok(())
-                }
-                other => Err(GanError::Input(format!(
-                    "unknown experiment {other:?}; available: {}",
-                    ganlab::experiments::NAMES.join(", ")
-                ))
-                .into()),
-            }
-        }
+        Command::Bench(b) => bench_cmd::command(b),
+        Command::Experiment(a) => experiment_cmd::run(a),
     }
 }
 

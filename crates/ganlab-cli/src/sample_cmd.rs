@@ -25,7 +25,7 @@ pub(crate) struct SampleArgs {
     /// Class-conditional runs: all samples of this class (default: classes in turn).
     #[arg(long)]
     pub class: Option<i64>,
-    /// Text-to-image runs (gan_int_cls): all samples of this caption.
+    /// Text-to-image runs (gan_int_cls, stackgan): all samples of this caption.
     #[arg(long, conflicts_with = "class")]
     pub text: Option<String>,
 }

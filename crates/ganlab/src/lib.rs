@@ -31,8 +31,10 @@ pub mod train;
 
 pub use error::{GanError, Result};
 
-/// libtorch's default generator is process-global and tests run on parallel threads:
-/// tests that need reproducible draws hold this lock.
+/// libtorch's default generator is process-global and tests run on parallel threads: every
+/// test that draws from it (a `rand`/`randn`, a network's initialisation, a training run)
+/// holds this lock, not only those that need reproducible draws — an unlocked draw in one
+/// test shifts the stream of a locked one (CI failed on exactly that, 2026-12-07).
 #[cfg(test)]
 pub(crate) fn test_rng_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());

@@ -56,7 +56,7 @@ pub(crate) fn command(b: BenchArgs) -> anyhow::Result<()> {
             .map(|s| s.to_string())
             .collect()
     } else {
-        b.only.clone()
+        b.only
     };
     for w in &workloads {
         if !ganlab::bench::WORKLOADS.contains(&w.as_str()) {

@@ -47,12 +47,23 @@ const UNSEEDED: [&str; 4] = [
     "pix2pix-openmoji",
 ];
 
-/// `--set` with `--steps` appended as run.steps (the multi-stage experiments take the seed
-/// from `--seeds` or `--seed`, not as a config override).
-fn set_and_steps(o: &Overrides) -> Vec<String> {
-    let mut v = o.set.clone();
-    v.extend(o.steps.map(|s| format!("run.steps={s}")));
-    v
+/// Refuses the flags in `given` (`--config`, and `--data` where the experiment reads no data
+/// directory) for an experiment that takes its configs from configs/; `why` says which and
+/// how to change them.
+fn built_in_configs_only(given: &[&Option<PathBuf>], why: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        given.iter().all(|f| f.is_none()),
+        GanError::Input(why.into())
+    );
+    Ok(())
+}
+
+/// The error for a name that is not an experiment.
+fn unknown(name: &str) -> GanError {
+    GanError::Input(format!(
+        "unknown experiment {name:?}; available: {}",
+        ganlab::experiments::NAMES.join(", ")
+    ))
 }
 
 /// `--seeds` if given, else the one seed `default`.
@@ -95,12 +106,7 @@ pub(crate) fn run(a: ExperimentArgs) -> anyhow::Result<()> {
                 &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
                 &p.display().to_string(),
             )?,
-            None => RefineExperiment::built_in(&name).ok_or_else(|| {
-                GanError::Input(format!(
-                    "unknown experiment {name:?}; available: {}",
-                    ganlab::experiments::NAMES.join(", ")
-                ))
-            })??,
+            None => RefineExperiment::built_in(&name).ok_or_else(|| unknown(&name))??,
         };
         anyhow::ensure!(
             overrides.sets().is_empty(),
@@ -136,13 +142,11 @@ pub(crate) fn run(a: ExperimentArgs) -> anyhow::Result<()> {
         }
         "translation-emoji" => {
             use ganlab::experiments::translation as exp;
-            anyhow::ensure!(
-                config.is_none() && data.is_none(),
-                GanError::Input(
-                    "translation-emoji takes its configs from configs/{cyclegan,ugatit}-emoji.toml; change them with --set (e.g. --set ugatit.data.dir=...)".into()
-                )
-            );
-            let sets = set_and_steps(&overrides);
+            built_in_configs_only(
+                &[&config, &data],
+                "translation-emoji takes its configs from configs/{cyclegan,ugatit}-emoji.toml; change them with --set (e.g. --set ugatit.data.dir=...)",
+            )?;
+            let sets = overrides.set_and_steps();
             let arms = exp::with_overrides(exp::built_in()?, &sets)?;
             let seeds = seeds_or(seeds, overrides.seed.unwrap_or(arms[0].1.run.seed));
             ganlab::io::create_output_dir(&dir)?;
@@ -157,13 +161,11 @@ pub(crate) fn run(a: ExperimentArgs) -> anyhow::Result<()> {
         }
         "ladiffgan-emoji" => {
             use ganlab::experiments::ladiffgan as exp;
-            anyhow::ensure!(
-                config.is_none() && data.is_none(),
-                GanError::Input(
-                    "ladiffgan-emoji takes its configs from configs/{autoencoder,ddpm,ugatit,ladiffgan}-emoji.toml; change them with --set (e.g. --set ugatit.data.dir=..., --set pretrain.run.steps=...)".into()
-                )
-            );
-            let sets = set_and_steps(&overrides);
+            built_in_configs_only(
+                &[&config, &data],
+                "ladiffgan-emoji takes its configs from configs/{autoencoder,ddpm,ugatit,ladiffgan}-emoji.toml; change them with --set (e.g. --set ugatit.data.dir=..., --set pretrain.run.steps=...)",
+            )?;
+            let sets = overrides.set_and_steps();
             let plan = exp::plan(&dir, &sets)?;
             let seeds = seeds_or(seeds, overrides.seed.unwrap_or(plan.arms[0].1.run.seed));
             // An existing directory of this experiment is resumed, stage by stage.
@@ -178,13 +180,11 @@ pub(crate) fn run(a: ExperimentArgs) -> anyhow::Result<()> {
         }
         "multi-attribute-emoji" => {
             use ganlab::experiments::multi_attribute as exp;
-            anyhow::ensure!(
-                config.is_none(),
-                GanError::Input(
-                    "multi-attribute-emoji takes its configs from configs/{attribute-classifier,stargan,bridgegan}-emoji.toml; change them with --set (e.g. --set run.steps=..., --set classifier.run.steps=...)".into()
-                )
-            );
-            let mut sets = set_and_steps(&overrides);
+            built_in_configs_only(
+                &[&config],
+                "multi-attribute-emoji takes its configs from configs/{attribute-classifier,stargan,bridgegan}-emoji.toml; change them with --set (e.g. --set run.steps=..., --set classifier.run.steps=...)",
+            )?;
+            let mut sets = overrides.set_and_steps();
             if let Some(d) = &data {
                 sets.push(format!("data.dir={:?}", d.join("emoji-people")));
             }
@@ -198,13 +198,11 @@ pub(crate) fn run(a: ExperimentArgs) -> anyhow::Result<()> {
         }
         "limited-data" => {
             use ganlab::experiments::limited_data as exp;
-            anyhow::ensure!(
-                config.is_none(),
-                GanError::Input(
-                    "limited-data takes its configs from configs/fashion-{dcgan,sngan}-diffusion.toml; change them with --set (e.g. --set run.steps=..., --set experiment.subsets=[200,1000])".into()
-                )
-            );
-            let mut sets = set_and_steps(&overrides);
+            built_in_configs_only(
+                &[&config],
+                "limited-data takes its configs from configs/fashion-{dcgan,sngan}-diffusion.toml; change them with --set (e.g. --set run.steps=..., --set experiment.subsets=[200,1000])",
+            )?;
+            let mut sets = overrides.set_and_steps();
             let data = data_dir(data);
             sets.push(format!("data.idx.dir={:?}", data.join("fashion-mnist")));
             let plan = exp::plan(&sets)?;
@@ -219,13 +217,11 @@ pub(crate) fn run(a: ExperimentArgs) -> anyhow::Result<()> {
         }
         "simgan-digits" => {
             use ganlab::experiments::simgan_digits as exp;
-            anyhow::ensure!(
-                config.is_none(),
-                GanError::Input(
-                    "simgan-digits takes its config from configs/simgan-digits.toml; change it with --set (e.g. --set run.steps=..., --set experiment.classifier_steps=...)".into()
-                )
-            );
-            let mut sets = set_and_steps(&overrides);
+            built_in_configs_only(
+                &[&config],
+                "simgan-digits takes its config from configs/simgan-digits.toml; change it with --set (e.g. --set run.steps=..., --set experiment.classifier_steps=...)",
+            )?;
+            let mut sets = overrides.set_and_steps();
             if let Some(d) = &data {
                 sets.push(format!(
                     "simgan.data.synthetic={:?}",
@@ -248,13 +244,11 @@ pub(crate) fn run(a: ExperimentArgs) -> anyhow::Result<()> {
         }
         "text2image-emoji" => {
             use ganlab::experiments::text2image as exp;
-            anyhow::ensure!(
-                config.is_none(),
-                GanError::Input(
-                    "text2image-emoji takes its configs from configs/{text-encoder,gan-int-cls,stackgan-stage1,stackgan-stage2}-emoji.toml; change them with --set (encoder.KEY, stage1.KEY, stage2.KEY, gan_int_cls.*, stackgan.*, run.*)".into()
-                )
-            );
-            let mut sets = set_and_steps(&overrides);
+            built_in_configs_only(
+                &[&config],
+                "text2image-emoji takes its configs from configs/{text-encoder,gan-int-cls,stackgan-stage1,stackgan-stage2}-emoji.toml; change them with --set (encoder.KEY, stage1.KEY, stage2.KEY, gan_int_cls.*, stackgan.*, run.*)",
+            )?;
+            let mut sets = overrides.set_and_steps();
             let data = data_dir(data);
             let (images, captions) = (
                 data.join("openmoji"),
@@ -278,10 +272,7 @@ pub(crate) fn run(a: ExperimentArgs) -> anyhow::Result<()> {
             Ok(())
         }
         "js-toy" => {
-            anyhow::ensure!(
-                config.is_none(),
-                GanError::Input("js-toy takes no --config".into())
-            );
+            built_in_configs_only(&[&config], "js-toy takes no --config")?;
             ganlab::io::create_output_dir(&dir)?;
             let r = js_toy::run(&js_toy::JsToyConfig::default(), &dir)?;
             println!(
@@ -308,10 +299,6 @@ pub(crate) fn run(a: ExperimentArgs) -> anyhow::Result<()> {
             println!("figure: {}", dir.join("js_toy.svg").display());
             Ok(())
         }
-        other => Err(GanError::Input(format!(
-            "unknown experiment {other:?}; available: {}",
-            ganlab::experiments::NAMES.join(", ")
-        ))
-        .into()),
+        other => Err(unknown(other).into()),
     }
 }

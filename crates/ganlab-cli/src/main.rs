@@ -233,15 +233,18 @@ struct Overrides {
 }
 
 impl Overrides {
+    /// The `--set` list with --steps appended as run.steps (later entries win). The
+    /// multi-seed experiments take this: their seeds come from `--seeds` or `--seed`.
+    fn set_and_steps(&self) -> Vec<String> {
+        let mut v = self.set.clone();
+        v.extend(self.steps.map(|s| format!("run.steps={s}")));
+        v
+    }
+
     /// The `--set` list with --steps and --seed appended (later entries win).
     fn sets(&self) -> Vec<String> {
-        let mut v = self.set.clone();
-        if let Some(s) = self.steps {
-            v.push(format!("run.steps={s}"));
-        }
-        if let Some(s) = self.seed {
-            v.push(format!("run.seed={s}"));
-        }
+        let mut v = self.set_and_steps();
+        v.extend(self.seed.map(|s| format!("run.seed={s}")));
         v
     }
 
@@ -251,13 +254,14 @@ impl Overrides {
         path: Option<&Path>,
         default: impl FnOnce() -> ganlab::Result<TrainConfig>,
     ) -> anyhow::Result<TrainConfig> {
+        let sets = self.sets();
         Ok(match path {
-            Some(p) => TrainConfig::load_with(p, &self.sets())?,
-            None if self.sets().is_empty() => default()?,
+            Some(p) => TrainConfig::load_with(p, &sets)?,
+            None if sets.is_empty() => default()?,
             None => TrainConfig::from_toml_with(
                 &default()?.to_toml(),
                 Path::new("<built-in config>"),
-                &self.sets(),
+                &sets,
             )?,
         })
     }

@@ -105,27 +105,30 @@ impl TaskKind {
         }
     }
 
+    /// Every task.
+    pub const ALL: [TaskKind; 14] = [
+        TaskKind::Gan,
+        TaskKind::Pix2pix,
+        TaskKind::Cyclegan,
+        TaskKind::Ugatit,
+        TaskKind::Autoencoder,
+        TaskKind::Ddpm,
+        TaskKind::Ladiffgan,
+        TaskKind::Bridgegan,
+        TaskKind::Stargan,
+        TaskKind::AttributeClassifier,
+        TaskKind::Simgan,
+        TaskKind::TextEncoder,
+        TaskKind::GanIntCls,
+        TaskKind::Stackgan,
+    ];
+
     /// Every task-owned section of any task.
     fn all_sections() -> Vec<&'static str> {
-        [
-            TaskKind::Gan,
-            TaskKind::Pix2pix,
-            TaskKind::Cyclegan,
-            TaskKind::Ugatit,
-            TaskKind::Autoencoder,
-            TaskKind::Ddpm,
-            TaskKind::Ladiffgan,
-            TaskKind::Bridgegan,
-            TaskKind::Stargan,
-            TaskKind::AttributeClassifier,
-            TaskKind::Simgan,
-            TaskKind::TextEncoder,
-            TaskKind::GanIntCls,
-            TaskKind::Stackgan,
-        ]
-        .iter()
-        .flat_map(|k| k.sections().iter().copied())
-        .collect()
+        Self::ALL
+            .iter()
+            .flat_map(|k| k.sections().iter().copied())
+            .collect()
     }
 
     /// The name written in `[task] kind`.
@@ -432,48 +435,6 @@ pub struct TrainConfig {
     pub stackgan: StackganConfig,
 }
 
-/// What a run's config.toml holds: the shared sections and the chosen task's.
-#[derive(Serialize)]
-struct TaskView<'a> {
-    task: &'a TaskConfig,
-    run: &'a RunConfig,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<&'a DataConfig>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    model: Option<&'a ModelConfig>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    objective: Option<&'a ObjectiveConfig>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    optim: Option<&'a OptimConfig>,
-    diffusion: &'a DiffusionConfig,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pix2pix: Option<&'a Pix2pixConfig>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cyclegan: Option<&'a CycleGanConfig>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ugatit: Option<&'a UgatitConfig>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    autoencoder: Option<&'a AutoencoderTaskConfig>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ddpm: Option<&'a DdpmConfig>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ladiffgan: Option<&'a LadiffganConfig>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    bridgegan: Option<&'a BridgeConfig>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stargan: Option<&'a StarGanConfig>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    attribute_classifier: Option<&'a ClassifierConfig>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    simgan: Option<&'a SimganConfig>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    text_encoder: Option<&'a TextEncoderConfig>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    gan_int_cls: Option<&'a GanIntClsConfig>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stackgan: Option<&'a StackganConfig>,
-}
-
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
@@ -579,12 +540,12 @@ impl TrainConfig {
                 ));
             }
         }
-        let image_data = kind != TaskKind::Gan
-            || table
-                .get("model")
-                .and_then(|m| m.get("family"))
-                .and_then(|f| f.as_str())
-                .is_some_and(|f| f != "mlp");
+        // The GAN task's MLP family trains on points and feature vectors, the rest on images.
+        let image_data = table
+            .get("model")
+            .and_then(|m| m.get("family"))
+            .and_then(|f| f.as_str())
+            .is_some_and(|f| f != "mlp");
         // A projected D diffuses feature maps: Appendix G's feature preset.
         let on_features = table
             .get("model")
@@ -592,30 +553,17 @@ impl TrainConfig {
             .and_then(|p| p.get("enabled"))
             .and_then(|e| e.as_bool())
             == Some(true);
-        let preset = match (kind, image_data && !on_features) {
-            // Translation tasks train without diffusion noise unless `enabled = true`.
-            // …and the autoencoder and DDPM have no D at all.
-            (
-                TaskKind::Pix2pix
-                | TaskKind::Cyclegan
-                | TaskKind::Ugatit
-                | TaskKind::Autoencoder
-                | TaskKind::Ddpm
-                | TaskKind::Ladiffgan
-                | TaskKind::Bridgegan
-                | TaskKind::Stargan
-                | TaskKind::AttributeClassifier
-                | TaskKind::Simgan
-                | TaskKind::TextEncoder
-                | TaskKind::GanIntCls
-                | TaskKind::Stackgan,
-                _,
-            ) => DiffusionConfig {
+        let preset = if kind != TaskKind::Gan {
+            // Every other task trains without diffusion noise unless `enabled = true` (the
+            // autoencoder and the DDPM have no D at all).
+            DiffusionConfig {
                 enabled: false,
                 ..DiffusionConfig::default()
-            },
-            (_, true) => DiffusionConfig::default(),
-            (_, false) => DiffusionConfig::feature(),
+            }
+        } else if image_data && !on_features {
+            DiffusionConfig::default()
+        } else {
+            DiffusionConfig::feature()
         };
         let preset = toml::Table::try_from(&preset).expect("config is always serializable");
         let diffusion = table
@@ -663,32 +611,22 @@ impl TrainConfig {
     /// The config as TOML: the shared sections and the chosen task's, every default written
     /// out.
     pub fn to_toml(&self) -> String {
-        let gan = self.task.kind == TaskKind::Gan;
-        let view = TaskView {
-            task: &self.task,
-            run: &self.run,
-            data: gan.then_some(&self.data),
-            model: gan.then_some(&self.model),
-            objective: gan.then_some(&self.objective),
-            optim: gan.then_some(&self.optim),
-            diffusion: &self.diffusion,
-            pix2pix: (self.task.kind == TaskKind::Pix2pix).then_some(&self.pix2pix),
-            cyclegan: (self.task.kind == TaskKind::Cyclegan).then_some(&self.cyclegan),
-            ugatit: matches!(self.task.kind, TaskKind::Ugatit | TaskKind::Ladiffgan)
-                .then_some(&self.ugatit),
-            autoencoder: (self.task.kind == TaskKind::Autoencoder).then_some(&self.autoencoder),
-            ddpm: (self.task.kind == TaskKind::Ddpm).then_some(&self.ddpm),
-            ladiffgan: (self.task.kind == TaskKind::Ladiffgan).then_some(&self.ladiffgan),
-            bridgegan: (self.task.kind == TaskKind::Bridgegan).then_some(&self.bridgegan),
-            stargan: (self.task.kind == TaskKind::Stargan).then_some(&self.stargan),
-            attribute_classifier: (self.task.kind == TaskKind::AttributeClassifier)
-                .then_some(&self.attribute_classifier),
-            simgan: (self.task.kind == TaskKind::Simgan).then_some(&self.simgan),
-            text_encoder: (self.task.kind == TaskKind::TextEncoder).then_some(&self.text_encoder),
-            gan_int_cls: (self.task.kind == TaskKind::GanIntCls).then_some(&self.gan_int_cls),
-            stackgan: (self.task.kind == TaskKind::Stackgan).then_some(&self.stackgan),
-        };
-        toml::to_string_pretty(&view).expect("config is always serializable")
+        let mut all = toml::Table::try_from(self).expect("config is always serializable");
+        let kind = self.task.kind;
+        ["task", "run"]
+            .iter()
+            .chain(kind.sections())
+            .chain(&["diffusion"])
+            .map(|&name| {
+                let mut one = toml::Table::new();
+                one.insert(
+                    name.into(),
+                    all.remove(name).expect("every section serializes"),
+                );
+                toml::to_string_pretty(&one).expect("config is always serializable")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod autoencoder;
 pub mod bridgegan;
+mod bridgegan_blocks;
 pub mod conditional;
 pub mod dcgan;
 pub mod latent_unet;

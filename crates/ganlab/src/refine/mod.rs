@@ -48,7 +48,7 @@
 //! The condition term is added to every method so the baselines run the conditional tasks.
 
 pub mod conditions;
-pub mod kernel;
+mod kernel;
 pub mod run;
 
 use serde::{Deserialize, Serialize};

@@ -115,14 +115,14 @@ mod shipped_configs {
     }
 
     /// docs/CONFIG.md shows the defaults with every field, exactly as a run writes them: the
-    /// GAN task's (block 1), then every other task's in `TaskKind::ALL` order. `GANLAB_UPDATE_DOCS=1 cargo test
-    /// config_reference` rewrites the blocks from the code.
+    /// GAN task's (block 1), then every other task's in `TaskKind::ALL` order.
+    /// `GANLAB_UPDATE_DOCS=1 cargo test config_reference` rewrites the blocks from the code.
     #[test]
     fn config_reference_matches_default() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/CONFIG.md");
         let doc = std::fs::read_to_string(&path).unwrap();
         let mut want = vec![TrainConfig::default().to_toml()];
-        for kind in &TaskKind::ALL[1..] {
+        for kind in TaskKind::ALL.iter().filter(|&&k| k != TaskKind::Gan) {
             let text = format!("[task]\nkind = \"{}\"\n", kind.name());
             want.push(
                 TrainConfig::from_toml_str(&text, Path::new("x.toml"))

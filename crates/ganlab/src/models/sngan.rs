@@ -8,8 +8,17 @@
 //!   plain blocks, ReLU, global sum pooling, Linear → 1. DBlock(x) = Conv3×3(ReLU(Conv3×3(
 //!   ReLU(x)))) [→ AvgPool2] + shortcut (Conv1×1 [→ AvgPool2] when it downsamples).
 //!
-//! s0 = 7 for 28 px (2 up-blocks), 4 for 32 px (3) and 64 px (4). For Diffusion-GAN the
-//! timestep embedding is added per channel to the output of D's first block, as in DCGAN.
+//! s0 = 7 for 28 px (2 up-blocks), 4 for 32 px (3) and 64 px (4).
+//!
+//! For Diffusion-GAN, D(y, t) = ψ(φ(y)) + ⟨e(t), φ(y)⟩: t enters at the output by
+//! projection, as SNGAN's own conditional D takes its class (Miyato & Koyama 2018) and as
+//! Diffusion-StyleGAN2 takes t (its D maps t through a mapping network to a code that the
+//! epilogue projects the features onto, StyleGAN2-ADA's `DiscriminatorEpilogue` with
+//! `cmap_dim` > 0). e is the spectrally normalised embedding of `crate::nn::timestep`, so
+//! D stays 1-Lipschitz in t's code per unit of ‖φ(y)‖. Until 2026-12-07 e(t) was added
+//! to the first block's output, unnormalised, as in DCGAN: it grew to ‖e(t) − e(0)‖ ≈ 5
+//! at t ≤ 5, as large as the image features, and D's score followed t (r_d ≈ 0, T stuck
+//! at T_min; docs/DIFFUSION-GAN.md).
 
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, ModuleT};
@@ -141,7 +150,7 @@ impl SnganConfig {
             blocks,
             width: c,
             out: sn_linear(&path / "out", c, 1),
-            t_embed: with_t.then(|| self.t_embedding.init(&path / "t_embed", c)),
+            t_embed: with_t.then(|| self.t_embedding.init_sn(&path / "t_embed", c)),
         }
     }
 }
@@ -247,9 +256,20 @@ pub struct SnganDiscriminator {
     t_embed: Option<TimestepEmbedding>,
 }
 
+impl SnganDiscriminator {
+    /// ψ(f) + ⟨e(t), f⟩ for features `f` (ψ(f) alone without the embedding).
+    fn score(&self, f: &Tensor, t: &Tensor) -> Tensor {
+        let s = self.out.forward(f);
+        match &self.t_embed {
+            Some(e) => s + (e.forward(t) * f).sum_dim_intlist(1, true, f.kind()),
+            None => s,
+        }
+    }
+}
+
 impl Discriminator for SnganDiscriminator {
     fn forward(&self, y: &Tensor, t: &Tensor) -> Tensor {
-        self.out.forward(&self.features(y, t))
+        self.score(&self.features(y, t), t)
     }
 
     fn feature_dim(&self) -> i64 {
@@ -258,16 +278,15 @@ impl Discriminator for SnganDiscriminator {
 
     fn score_and_features(&self, y: &Tensor, t: &Tensor) -> (Tensor, Tensor) {
         let f = self.features(y, t);
-        (self.out.forward(&f), f)
+        (self.score(&f, t), f)
     }
 
-    fn features(&self, y: &Tensor, t: &Tensor) -> Tensor {
-        let h0 = self.blocks[0].forward(y);
-        let h = match &self.t_embed {
-            Some(e) => h0 + e.forward(t).unsqueeze(-1).unsqueeze(-1),
-            None => h0,
-        };
-        let h = self.blocks[1..].iter().fold(h, |h, b| b.forward(&h));
+    /// φ(y): the image path, which does not see t (it enters at the output).
+    fn features(&self, y: &Tensor, _t: &Tensor) -> Tensor {
+        let h = self
+            .blocks
+            .iter()
+            .fold(y.shallow_clone(), |h, b| b.forward(&h));
         h.relu().sum_dim_intlist([2, 3].as_slice(), false, h.kind())
     }
 
@@ -283,7 +302,8 @@ mod tests {
 
     /// Every size gives images of that size in [-1, 1] and one score per image; D depends on
     /// t only when built with it; D has no batch statistics (a sample's score does not
-    /// change with its batch); every D weight is spectrally normalised (one u per weight).
+    /// change with its batch); every D weight, the t embedding's included, is spectrally
+    /// normalised (one u per weight).
     #[test]
     fn shapes_t_and_batch_independence() {
         let _rng = crate::test_rng_lock();
@@ -323,7 +343,7 @@ mod tests {
                 .count();
             let n_w = d_vars
                 .keys()
-                .filter(|k| k.starts_with("d.") && !k.contains("t_embed") && k.ends_with("weight"))
+                .filter(|k| k.starts_with("d.") && k.ends_with("weight"))
                 .count();
             assert_eq!(n_u, n_w, "{size}: one u per D weight");
         }
@@ -334,5 +354,62 @@ mod tests {
         .validate("model.sngan")
         .unwrap_err();
         assert!(e.to_string().contains("model.sngan.d_width"), "{e}");
+    }
+
+    /// t moves D's score no more than ‖code(t) − code(t')‖ · ‖φ(y)‖ (closed form: the score's
+    /// t term is ⟨e(t), φ(y)⟩ with a 1-Lipschitz e), even with the embedding's weights ×100
+    /// (what training did to the old, added-inside embedding); tolerance 1e-3 relative for
+    /// the power-iteration estimate of σ. The image path φ must not see t: with t added
+    /// inside it (the old design) φ itself carries the ×100 embedding and the bound means
+    /// nothing, so that is asserted first.
+    #[test]
+    fn t_moves_the_score_within_its_bound() {
+        let _rng = crate::test_rng_lock();
+        tch::manual_seed(1);
+        let cfg = SnganConfig {
+            image_size: 28,
+            channels: 1,
+            d_width: 8,
+            ..Default::default()
+        };
+        let vs = nn::VarStore::new(Device::Cpu);
+        let d = cfg.init_discriminator(vs.root() / "d", true);
+        tch::no_grad(|| {
+            for (name, mut v) in vs.variables() {
+                if name.contains("t_embed") && !name.ends_with("sn_u") {
+                    v.copy_(&(&v * 100.0));
+                }
+            }
+        });
+        let y = Tensor::rand([3, 1, 28, 28], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+        let steps = [0i64, 1, 3, 5, 200];
+        let at = |s: i64| Tensor::full([3], s, (Kind::Int64, Device::Cpu));
+        for _ in 0..200 {
+            for s in steps {
+                let _ = d.forward(&y, &at(s));
+            }
+        }
+        let f = d.features(&y, &at(0));
+        for s in &steps[1..] {
+            // Not bit-equal: every call advances σ's power iteration (settled above).
+            let moved = (&f - d.features(&y, &at(*s))).abs().max().double_value(&[]);
+            let scale = f.abs().max().double_value(&[]);
+            assert!(
+                moved <= 1e-4 * scale,
+                "t = {s} reached the image path ({moved})"
+            );
+        }
+        let f_norm = f.norm_scalaropt_dim(2, [1].as_slice(), false);
+        let code_dim = cfg.t_embedding.code_dim;
+        for s in &steps[1..] {
+            let moved = (d.forward(&y, &at(*s)) - d.forward(&y, &at(0)))
+                .abs()
+                .squeeze_dim(1);
+            let dc = (crate::nn::sinusoidal_embedding(&at(*s), code_dim)
+                - crate::nn::sinusoidal_embedding(&at(0), code_dim))
+            .norm_scalaropt_dim(2, [1].as_slice(), false);
+            let ratio = (moved / (dc * &f_norm)).max().double_value(&[]);
+            assert!(ratio <= 1.0 + 1e-3, "t = {s}: D moved {ratio} × its bound");
+        }
     }
 }

@@ -2,7 +2,8 @@
 //! network in place of the class label; for our MLP and conv discriminators we use the
 //! same idea in its simplest form: a fixed sinusoidal code of t (Vaswani et al. 2017, as
 //! in DDPM) followed by a learned two-layer MLP (the "mapping network"), whose output is
-//! added to D's first hidden layer. t = 0 (no diffusion) is an ordinary input.
+//! added to D's first hidden layer (SNGAN's D projects its features onto it at the output
+//! instead, `crate::models::sngan`). t = 0 (no diffusion) is an ordinary input.
 //!
 //! A spectrally normalised discriminator bounds only its image path; its t path is then
 //! built by [`TimestepEmbeddingConfig::init_sn`] (both layers normalised, as SNGAN's
@@ -107,6 +108,19 @@ impl Fc {
     }
 }
 
+/// Multiplies by `k` every trainable variable of `vs` whose name passes `pick` (a power
+/// iteration's `sn_u` state is left alone): weights grown as training can grow them.
+#[cfg(test)]
+pub(crate) fn scale_weights(vs: &nn::VarStore, pick: impl Fn(&str) -> bool, k: f64) {
+    tch::no_grad(|| {
+        for (name, mut v) in vs.variables() {
+            if pick(&name) && !name.ends_with("sn_u") {
+                v.copy_(&(&v * k));
+            }
+        }
+    });
+}
+
 /// sinusoidal code → Linear → LeakyReLU(0.2) → Linear.
 #[derive(Debug)]
 pub struct TimestepEmbedding {
@@ -166,13 +180,7 @@ mod tests {
             } else {
                 cfg.init(vs.root() / "e", 64)
             };
-            tch::no_grad(|| {
-                for (name, mut v) in vs.variables() {
-                    if !name.ends_with("sn_u") {
-                        v.copy_(&(&v * 100.0));
-                    }
-                }
-            });
+            scale_weights(&vs, |_| true, 100.0);
             for _ in 0..200 {
                 let _ = e.forward(&t);
             }

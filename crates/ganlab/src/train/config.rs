@@ -189,6 +189,13 @@ pub struct RunConfig {
     /// (ema ← β·ema + (1 − β)·θ); samples, grids and evaluations use it. 0 = off. BatchNorm
     /// running statistics are not averaged (DCGAN samples with batch statistics).
     pub ema_beta: f64,
+    /// EMA ramp-up r (StyleGAN2-ADA's `ema_rampup`, 0.05 in its "cifar" and "auto" configs):
+    /// the EMA's half-life is at most r × the steps done, so early EMAs forget the initial
+    /// weights (β after step k is min(`ema_beta`, 0.5^(1/(r·(k−1))))). 0 = off: a constant β,
+    /// whose EMA after k steps still weighs the first weights by β^(k−1) (37% at β = 0.999,
+    /// k = 1,000). In [0, 1]; ignored when `ema_beta` is 0. The default is off so that run
+    /// directories written before it existed resume with the EMA they started with.
+    pub ema_rampup: f64,
     /// Also write the logged scalars as TensorBoard event files in <run>/tensorboard.
     pub tensorboard: bool,
 }
@@ -207,6 +214,7 @@ impl Default for RunConfig {
             eval_samples: 2500,
             device: "auto".into(),
             ema_beta: 0.0,
+            ema_rampup: 0.0,
             tensorboard: false,
         }
     }

@@ -318,7 +318,9 @@ impl Trainer {
                 kept: self.kept(),
             });
         }
-        self.task.groups_mut().update_ema();
+        self.task
+            .groups_mut()
+            .update_ema(step, self.cfg.run.ema_rampup);
         scalars.extend(self.task.end_step());
         self.step = step;
         scalars.push("wall_s", self.train_seconds());

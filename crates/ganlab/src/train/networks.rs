@@ -71,8 +71,9 @@ impl Group {
         self.opt.numel()
     }
 
-    /// ema ← β·ema + (1 − β)·θ (started at θ on the first call); nothing when β = 0.
-    pub fn update_ema(&mut self) {
+    /// ema ← β·ema + (1 − β)·θ after update `step` (1-based), started at θ on the first call,
+    /// with β = [`ema_decay`]`(ema_beta, rampup, step)`; nothing when `ema_beta` = 0.
+    pub fn update_ema(&mut self, step: u64, rampup: f64) {
         if self.ema_beta <= 0.0 {
             return;
         }
@@ -80,7 +81,7 @@ impl Group {
         let theta = self.opt.flat();
         match &mut self.ema {
             Some(e) => {
-                let _ = e.lerp_(theta, 1.0 - self.ema_beta);
+                let _ = e.lerp_(theta, 1.0 - ema_decay(self.ema_beta, rampup, step));
             }
             None => self.ema = Some(theta.copy()),
         }
@@ -116,6 +117,22 @@ impl Group {
             .map(|(k, t)| (format!("{}.{k}", self.name), t.detach().copy()))
             .collect()
     }
+}
+
+/// The EMA decay used after update `step` (1-based): `beta`, or with `rampup` r > 0 at most
+/// 0.5^(1 / (r·(step − 1))), i.e. a half-life of at most r × the updates before this one —
+/// StyleGAN2-ADA's `ema_rampup` (training_loop.py: `ema_nimg = min(ema_nimg, cur_nimg *
+/// ema_rampup)`, `ema_beta = 0.5 ** (batch_size / ema_nimg)`, with `cur_nimg` the images seen
+/// before the update), counted in updates instead of images (the batch size cancels). Without
+/// it an EMA started at the first weights still holds β^(k−1) of them after k updates: 37% at
+/// β = 0.999 and k = 1,000. A function of the step alone, so a resumed run continues the same
+/// sequence.
+pub fn ema_decay(beta: f64, rampup: f64, step: u64) -> f64 {
+    if rampup <= 0.0 {
+        return beta;
+    }
+    let before = step.saturating_sub(1) as f64;
+    beta.min(0.5f64.powf(1.0 / (rampup * before)))
 }
 
 /// A task's groups, in the order the task declared them.
@@ -164,10 +181,10 @@ impl Groups {
         }
     }
 
-    /// Updates every group's EMA (groups without one are skipped).
-    pub fn update_ema(&mut self) {
+    /// Updates every group's EMA after update `step` (groups without one are skipped).
+    pub fn update_ema(&mut self, step: u64, rampup: f64) {
         for g in &mut self.0 {
-            g.update_ema();
+            g.update_ema(step, rampup);
         }
     }
 
@@ -331,5 +348,22 @@ impl Group {
             entry.variables.push((var.to_string(), t.size()));
         }
         layers.into_values().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ema_decay;
+
+    /// Closed forms: off → β; first update → 0 (the EMA becomes θ); half-life r·(k − 1)
+    /// below β's own; β once r·(k − 1) passes β's half-life ln 0.5 / ln β (693 steps at 0.999).
+    #[test]
+    fn ema_decay_ramps_up_to_beta() {
+        assert_eq!(ema_decay(0.999, 0.0, 1), 0.999);
+        assert_eq!(ema_decay(0.999, 0.05, 1), 0.0);
+        let at_1001 = 0.5f64.powf(1.0 / 50.0); // r·(k − 1) = 50 steps of half-life
+        assert!((ema_decay(0.999, 0.05, 1001) - at_1001).abs() < 1e-15);
+        assert_eq!(ema_decay(0.999, 0.05, 14_000), 0.999); // 0.05 · 13,999 > 693
+        assert!(ema_decay(0.999, 0.05, 13_000) < 0.999); // 0.05 · 12,999 < 693
     }
 }

@@ -648,6 +648,53 @@ fn ema_of_generator() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// EMA ramp-up: with `run.ema_rampup` r the EMA follows e ← β_k e + (1 − β_k) θ_k with
+/// β_k = min(β, 0.5^(1/(r·(k − 1)))) (StyleGAN2-ADA's rule, written out here rather than
+/// calling `ema_decay`; to 1e-6), and a run resumed from a step-3 checkpoint reaches the same
+/// EMA at step 6 bit for bit (β_k depends on k alone).
+#[test]
+fn ema_rampup_follows_stylegan2_ada() {
+    let _rng = crate::test_rng_lock();
+    let mut cfg = tiny_config(6);
+    cfg.run.ema_beta = 0.9;
+    cfg.run.ema_rampup = 0.5; // β_k < 0.9 for k ≤ 6: 0, 0.25, 0.5, 0.63, 0.71, 0.76
+    cfg.run.checkpoint_every = 3;
+    let dir = tmp("ema-rampup");
+    let mut t = Trainer::new(cfg, &dir).unwrap();
+    let mut want: Option<Tensor> = None;
+    for k in 1..=6u64 {
+        t.train_step().unwrap();
+        if k == 3 {
+            t.save_checkpoint().unwrap();
+        }
+        let theta = t.task().groups().get("g").opt().flat().copy();
+        let beta = f64::min(0.9, 0.5f64.powf(1.0 / (0.5 * (k - 1) as f64)));
+        want = Some(match want {
+            None => theta,
+            Some(e) => e * beta + theta * (1.0 - beta),
+        });
+    }
+    let got = t.task().groups().get("g").ema().unwrap().copy();
+    let want = want.unwrap();
+    assert!((&got - &want).abs().max().double_value(&[]) < 1e-6);
+    // A constant β = 0.9 would have kept 0.9^5 = 59% of θ_1; the ramp-up keeps 0.25·0.5·0.63·0.71·0.76 = 4%.
+    drop(t);
+    let mut r = Trainer::resume(&dir, None, None).unwrap();
+    for _ in 0..3 {
+        r.train_step().unwrap();
+    }
+    assert!(r.task().groups().get("g").ema().unwrap().equal(&got));
+    for bad in ["-0.1", "1.5", "nan"] {
+        let e = TrainConfig::from_toml_str(
+            &format!("[run]\nema_rampup = {bad}\n"),
+            Path::new("x.toml"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("run.ema_rampup"), "{e}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn run_directory_layout() {
     let _rng = crate::test_rng_lock();

@@ -54,6 +54,12 @@ impl TrainConfig {
                 format!("must be in [0, 1), got {}", r.ema_beta),
             ));
         }
+        if !(0.0..=1.0).contains(&r.ema_rampup) {
+            return Err(GanError::config(
+                "run.ema_rampup",
+                format!("must be in [0, 1], got {}", r.ema_rampup),
+            ));
+        }
         self.diffusion.validate("diffusion")?;
         // Tasks with no discriminator that takes t (SimGAN's local D, the text encoder).
         if self.diffusion.enabled

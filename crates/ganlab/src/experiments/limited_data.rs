@@ -318,7 +318,7 @@ const PROBE_IMAGES: i64 = 1000;
 /// first of the test split).
 fn probe_sets(cfg: &TrainConfig) -> Result<(Tensor, Tensor)> {
     let dir = &cfg.data.idx.dir;
-    let train = crate::tasks::gan::first_images(
+    let train = crate::tasks::gan_data::first_images(
         crate::data::load_image_set(dir, cfg.data.idx.split()?)?,
         cfg.data.idx.max_images,
     )?

@@ -16,7 +16,8 @@ use crate::metrics::extractors::MnistCnn;
 use crate::metrics::features::{frechet_distance, prdc, FeatureStats};
 use crate::metrics::{mode_stats, ModeStats};
 use crate::run::Run;
-use crate::tasks::gan::{make_sampler, scatter_svg};
+use crate::tasks::gan::scatter_svg;
+use crate::tasks::gan_data::make_sampler;
 use crate::tasks::Generative;
 use crate::train::{step_seed, DataSource};
 

@@ -17,6 +17,7 @@ pub mod bridgegan;
 pub mod cyclegan;
 pub mod ddpm;
 pub mod gan;
+pub mod gan_data;
 pub mod gan_int_cls;
 pub mod ladiffgan;
 pub mod pix2pix;

@@ -9,8 +9,9 @@
 //! each at every seed, equal budget within a pair. Every finished run is scored by FID with the FID Inception:
 //! `fid_samples` samples of the EMA generator against the whole test split (10,000 images;
 //! its statistics are cached in the experiment directory), and its D(real)/D(fake) curves are
-//! drawn. Runs and scores are resumable: a run directory holding `fid.json` for the same
-//! sample count is not scored again.
+//! drawn. Runs and scores are resumable: a checkpoint already scored with the same sample
+//! count (`fid-step-N.json` in its run directory) is not scored again; a finished run extended
+//! to more steps (a larger `run.steps`) is scored at its new final step.
 //!
 //! `--set experiment.fid_steps=[5000,10000]` also scores the kept checkpoints of those steps
 //! (same sample count, cached in `fid-step-N.json`; `run.keep_checkpoints` is raised so that
@@ -338,16 +339,17 @@ fn probe(dir: &Path, step: Option<u64>, sets: &(Tensor, Tensor)) -> Result<DOver
     d_overfit(run.generative()?, &sets.0, &sets.1, PROBE_IMAGES, 0x0BE5)
 }
 
-/// FID of `n` samples of the run in `dir` (at its kept checkpoint of `step`; None: the
-/// newest) against `real`, cached in `dir/fid.json` (`fid-step-N.json`).
+/// FID of `n` samples of the run in `dir` at its kept checkpoint of `step` against `real`,
+/// cached in `dir/fid-step-N.json` (keyed by the step, so the cache of a run's old final step
+/// is never taken for a later one).
 fn score(
     dir: &Path,
-    step: Option<u64>,
+    step: u64,
     n: i64,
     ex: &dyn FeatureExtractor,
     real: &FeatureStats,
 ) -> Result<f64> {
-    let cache = dir.join(step.map_or("fid.json".into(), |s| format!("fid-step-{s}.json")));
+    let cache = dir.join(format!("fid-step-{step}.json"));
     if let Ok(text) = std::fs::read_to_string(&cache) {
         let v: serde_json::Value = serde_json::from_str(&text)?;
         if v["samples"].as_i64() == Some(n) {
@@ -356,7 +358,7 @@ fn score(
             }
         }
     }
-    let run = crate::run::Run::open_at(dir, step)?;
+    let run = crate::run::Run::open_at(dir, Some(step))?;
     let gen = run.generative()?;
     // Samples in chunks of 500 (codes of seed s + chunk index), moved to the CPU.
     let chunks: Vec<Tensor> = (0..n)
@@ -412,9 +414,9 @@ pub fn run(
                 |k: &str| tail.iter().map(|r| r.get(k)).sum::<f64>() / tail.len().max(1) as f64;
             let (mut fid, mut fid_at) = (None, Vec::new());
             if let (Some(ex), Some(real)) = (ex, &real) {
-                fid = Some(score(&dir, None, plan.fid_samples, ex, real)?);
+                fid = Some(score(&dir, cfg.run.steps, plan.fid_samples, ex, real)?);
                 for &s in &plan.fid_steps {
-                    fid_at.push((s, score(&dir, Some(s), plan.fid_samples, ex, real)?));
+                    fid_at.push((s, score(&dir, s, plan.fid_samples, ex, real)?));
                 }
             }
             let mut d_probe = Vec::new();

@@ -190,6 +190,31 @@ fn plan_and_tiny_run() {
         again, rows,
         "a finished experiment is reused, not trained again"
     );
+    // A larger budget extends the finished runs and scores them at their new final step (a
+    // cache keyed by anything but the step would report step 4's FID as step 6's).
+    let longer: Vec<String> = sets
+        .iter()
+        .map(|s| {
+            if s == "run.steps=4" {
+                "run.steps=6".into()
+            } else {
+                s.clone()
+            }
+        })
+        .collect();
+    let extended = run(
+        &plan(&longer).unwrap(),
+        &[0],
+        &out,
+        Some(&FirstValues(6)),
+        false,
+    )
+    .unwrap();
+    for (r, before) in extended.iter().zip(&rows) {
+        assert_eq!(r.d_probe.last().unwrap().0, 6);
+        assert_ne!(r.fid, before.fid, "{} scored at step 6", r.method);
+        assert_eq!(r.fid_at, before.fid_at, "step 2's score is reused");
+    }
     std::fs::remove_dir_all(&out).unwrap();
     std::fs::remove_dir_all(&data).unwrap();
 }

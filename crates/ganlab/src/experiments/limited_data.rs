@@ -333,9 +333,9 @@ fn probe_sets(cfg: &TrainConfig) -> Result<(Tensor, Tensor)> {
     Ok((first(train), first(held)))
 }
 
-/// D's overfitting probe of the run in `dir` at its kept checkpoint of `step` (None: newest).
-fn probe(dir: &Path, step: Option<u64>, sets: &(Tensor, Tensor)) -> Result<DOverfit> {
-    let run = crate::run::Run::open_at(dir, step)?;
+/// D's overfitting probe of the run in `dir` at its kept checkpoint of `step` (as [`score`]).
+fn probe(dir: &Path, step: u64, sets: &(Tensor, Tensor)) -> Result<DOverfit> {
+    let run = crate::run::Run::open_at(dir, Some(step))?;
     d_overfit(run.generative()?, &sets.0, &sets.1, PROBE_IMAGES, 0x0BE5)
 }
 
@@ -421,9 +421,9 @@ pub fn run(
             }
             let mut d_probe = Vec::new();
             for &s in &plan.fid_steps {
-                d_probe.push((s, probe(&dir, Some(s), &sets)?));
+                d_probe.push((s, probe(&dir, s, &sets)?));
             }
-            d_probe.push((cfg.run.steps, probe(&dir, None, &sets)?));
+            d_probe.push((cfg.run.steps, probe(&dir, cfg.run.steps, &sets)?));
             if seed == seeds[0] {
                 let n = images_label(arm.images);
                 curves.push(d_outputs_curve(
